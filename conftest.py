@@ -1,0 +1,3 @@
+"""Repository-level test configuration."""
+
+pytest_plugins = ["pytester"]

@@ -1,0 +1,1 @@
+"""pytest-torchpkg: prove that a test suite's models survive packaging."""

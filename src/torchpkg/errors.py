@@ -1,0 +1,208 @@
+"""Typed errors. Each says what was wrong and what to do next.
+
+Errors subclass what ``torch.package`` raises in the same situation, so code
+written against ``torch.package`` keeps catching them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ArchiveFormatError",
+    "EmptyMatchError",
+    "ImportedObjectNotFoundError",
+    "MockedObjectUsedError",
+    "ObjMismatchError",
+    "ObjNotFoundError",
+    "PackagedModuleNotFoundError",
+    "PackagingError",
+    "PackagingErrorReason",
+    "Problem",
+    "RecordNotFoundError",
+    "TorchpkgError",
+    "UnsupportedVersionError",
+]
+
+
+class TorchpkgError(Exception):
+    """Base class of every error torchpkg raises on purpose."""
+
+
+class PackagingErrorReason(enum.Enum):
+    """Why a module or object could not be packaged.
+
+    The values of the members shared with ``torch.package`` are its sentences,
+    so logs and tests that grep them keep working; ``next_step`` is ours.
+    """
+
+    IS_EXTENSION_MODULE = (
+        "Module is a C extension module. torch.package supports Python modules only."
+    )
+    NO_DUNDER_FILE = "Module had no __file__ defined."
+    SOURCE_FILE_NOT_FOUND = "Module had a __file__, but we could not find it in your filesystem."
+    DEPENDENCY_RESOLUTION_FAILED = "Dependency resolution failed."
+    NO_ACTION = "Module did not match against any action pattern. Extern, mock, or intern it."
+    DENIED = "Module was denied by a pattern."
+    MOCKED_BUT_STILL_USED = (
+        "Module was mocked out, but is still being used in the package. "
+        "Please intern or extern the mocked modules if objects are supposed to be in "
+        "the package."
+    )
+    MODULE_NOT_FOUND = "Module could not be found in the exporting environment."
+    OBJECT_NOT_FOUND = "A pickled object could not be found again under its module and name."
+    UNPICKLABLE = "An object could not be pickled."
+    EMPTY_MATCH = "A pattern marked allow_empty=False matched no module."
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}.{self.name}>"
+
+    @property
+    def next_step(self) -> str:
+        return _NEXT_STEPS[self]
+
+
+_NEXT_STEPS: dict[PackagingErrorReason, str] = {
+    PackagingErrorReason.IS_EXTENSION_MODULE: (
+        "extern() it (the loading environment must have it) or mock() it if it is never run."
+    ),
+    PackagingErrorReason.NO_DUNDER_FILE: (
+        "extern() or mock() it, or give its source with save_source_string()."
+    ),
+    PackagingErrorReason.SOURCE_FILE_NOT_FOUND: (
+        "make the source file readable, or give it with save_source_string()."
+    ),
+    PackagingErrorReason.DEPENDENCY_RESOLUTION_FAILED: (
+        "fix the module's source (it could not be parsed), or extern() it."
+    ),
+    PackagingErrorReason.NO_ACTION: (
+        "call intern(), extern() or mock() with a pattern that matches the module."
+    ),
+    PackagingErrorReason.DENIED: "remove the dependency, or stop denying the module.",
+    PackagingErrorReason.MOCKED_BUT_STILL_USED: (
+        "intern() or extern() the module instead of mocking it: a pickled object needs it."
+    ),
+    PackagingErrorReason.MODULE_NOT_FOUND: (
+        "install the module, or pass importer= with the PackageImporter that provides it."
+    ),
+    PackagingErrorReason.OBJECT_NOT_FOUND: (
+        "define the object at module level (not inside a function), or give its class a "
+        "__reduce__ / __reduce_package__."
+    ),
+    PackagingErrorReason.UNPICKLABLE: (
+        "drop or replace the member (lambdas, open files, locks cannot be pickled), or "
+        "define __getstate__ / __reduce_package__ on its owner."
+    ),
+    PackagingErrorReason.EMPTY_MATCH: (
+        "fix the pattern, or pass allow_empty=True if matching nothing is expected."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that stops an export: which module (or pattern) and why."""
+
+    reason: PackagingErrorReason
+    subject: str
+    context: str | None = None
+    chain: tuple[str, ...] = field(default=())
+
+
+# Modules of the standard library that are not externed implicitly, as in torch.package.
+DISALLOWED_STDLIB = frozenset({"sys", "io"})
+
+
+class PackagingError(TorchpkgError):
+    """Every problem an export found, raised once, grouped by reason."""
+
+    def __init__(self, problems: Iterable[Problem], debug: bool = False) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.debug = debug
+        super().__init__(self._render())
+
+    def by_reason(self) -> dict[PackagingErrorReason, list[Problem]]:
+        groups: dict[PackagingErrorReason, list[Problem]] = {}
+        for problem in self.problems:
+            groups.setdefault(problem.reason, []).append(problem)
+        return groups
+
+    def _render(self) -> str:
+        lines = [""]
+        for reason, problems in self.by_reason().items():
+            lines.append(f"* {reason.value}")
+            for problem in problems:
+                lines.append(f"    {problem.subject}")
+                if problem.context is not None:
+                    lines.append(f"      Context: {problem.context}")
+                if problem.subject in DISALLOWED_STDLIB:
+                    lines.append(
+                        f"      Note: `{problem.subject}` is in the standard library but has "
+                        "system-level access, so it is not externed implicitly; remove the "
+                        f'dependency or call PackageExporter.extern("{problem.subject}").'
+                    )
+                if self.debug and problem.chain:
+                    lines.append(f"      A path to {problem.subject}: {' -> '.join(problem.chain)}")
+            lines.append(f"  Next: {reason.next_step}")
+        lines.append(
+            "Set debug=True on the PackageExporter to see the import chain that pulled in "
+            "each module."
+            if not self.debug
+            else ""
+        )
+        return "\n".join(lines).rstrip("\n") + "\n"
+
+
+class EmptyMatchError(PackagingError):
+    """Patterns marked ``allow_empty=False`` matched no module (and nothing else failed)."""
+
+
+class ArchiveFormatError(TorchpkgError, RuntimeError):
+    """The file is not a readable package archive (not a zip, truncated, corrupt)."""
+
+
+class RecordNotFoundError(ArchiveFormatError):
+    """A record the caller (or a pickle) asked for is not in the archive."""
+
+    def __init__(self, record: str, archive: str) -> None:
+        self.record = record
+        self.archive = archive
+        super().__init__(
+            f"{archive} has no record {record!r}. Check the package and resource names "
+            "(importer.file_structure() lists what the archive holds)."
+        )
+
+
+class UnsupportedVersionError(ArchiveFormatError):
+    """The archive's ``.data/version`` is one this torchpkg cannot read."""
+
+    def __init__(self, version: str, archive: str, supported: Sequence[int]) -> None:
+        self.version = version
+        self.archive = archive
+        super().__init__(
+            f"{archive} has archive format version {version!r}; this torchpkg reads versions "
+            f"{supported[0]} to {supported[-1]}. Upgrade torchpkg to read it, or re-export the "
+            "package with the version that wrote it."
+        )
+
+
+class PackagedModuleNotFoundError(TorchpkgError, ModuleNotFoundError):
+    """Packaged code (or a pickle) needs a module that is neither in the package nor extern."""
+
+
+class ImportedObjectNotFoundError(TorchpkgError, AttributeError):
+    """A pickle names an attribute that its packaged module does not define."""
+
+
+class MockedObjectUsedError(TorchpkgError, NotImplementedError):
+    """Code used an object of a module that was mocked out when the package was made."""
+
+
+class ObjNotFoundError(TorchpkgError, ValueError):
+    """``Importer.get_name`` could not find an object under the module and name it reports."""
+
+
+class ObjMismatchError(TorchpkgError, ValueError):
+    """``Importer.get_name`` found a different object under the module and name it reports."""
