@@ -14,7 +14,6 @@ __all__ = [
     "ArchiveFormatError",
     "EmptyMatchError",
     "ImportedObjectNotFoundError",
-    "MockedObjectUsedError",
     "ObjMismatchError",
     "ObjNotFoundError",
     "PackagedModuleNotFoundError",
@@ -194,10 +193,6 @@ class PackagedModuleNotFoundError(TorchpkgError, ModuleNotFoundError):
 
 class ImportedObjectNotFoundError(TorchpkgError, AttributeError):
     """A pickle names an attribute that its packaged module does not define."""
-
-
-class MockedObjectUsedError(TorchpkgError, NotImplementedError):
-    """Code used an object of a module that was mocked out when the package was made."""
 
 
 class ObjNotFoundError(TorchpkgError, ValueError):

@@ -1,0 +1,56 @@
+"""The loader packaged modules carry as ``__loader__`` / ``__spec__.loader``.
+
+Modules are created and executed by the PackageImporter itself (it must control
+mangling and the import hook); this loader answers the questions the rest of
+Python asks about them: source (linecache, inspect, TorchScript), whether a
+name is a package, and resources (importlib.resources).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+from typing import TYPE_CHECKING, Any
+
+from torchpkg.resources import PackageResourceReader
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+    from torchpkg.importer import PackageImporter
+
+__all__ = ["PackageLoader"]
+
+
+class PackageLoader(importlib.abc.Loader):
+    """importlib's loader protocol for the modules of one PackageImporter."""
+
+    def __init__(self, importer: PackageImporter) -> None:
+        self._importer = importer
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None  # the default module object
+
+    def exec_module(self, module: ModuleType) -> None:
+        raise ImportError(
+            f"{module.__name__} lives in a package archive and cannot be re-executed "
+            "(importlib.reload is not supported); load the package again with a new "
+            "PackageImporter.",
+            name=module.__name__,
+        )
+
+    def get_source(self, fullname: str) -> str | None:
+        return self._importer.get_source(fullname)
+
+    def is_package(self, fullname: str) -> bool:
+        return self._importer.is_package(fullname)
+
+    def get_resource_reader(self, fullname: str) -> PackageResourceReader:
+        name = self._importer.demangle(fullname)
+        return PackageResourceReader(self._importer.zip_reader, name.replace(".", "/"))
+
+    def __repr__(self) -> str:
+        return f"<PackageLoader of {self._importer.id()} ({self._importer.filename})>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a package loader cannot be pickled")

@@ -1,0 +1,108 @@
+"""torch storages <-> archive records. Only called once torch is already loaded."""
+
+from __future__ import annotations
+
+import ctypes
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["StorageRef", "describe_storage", "load_storage", "restore_location", "storage_bytes"]
+
+
+@dataclass(frozen=True)
+class StorageRef:
+    """What a pickle records about one storage: ``("storage", type, key, location, numel)``."""
+
+    untyped: Any  # torch.UntypedStorage
+    storage_type: Any  # a legacy storage class (FloatStorage, ...) or torch.UntypedStorage
+    numel: int
+    location: str
+
+
+def describe_storage(obj: Any, torch: Any) -> StorageRef | None:
+    """A StorageRef if ``obj`` is a storage, else None."""
+    from torch.serialization import location_tag
+
+    if isinstance(obj, torch.storage.TypedStorage):
+        untyped = obj._untyped_storage
+        storage_type = getattr(torch, obj._pickle_storage_type())
+        return StorageRef(untyped, storage_type, obj._size(), location_tag(untyped))
+    if isinstance(obj, torch.UntypedStorage):
+        return StorageRef(obj, torch.UntypedStorage, obj.nbytes(), location_tag(obj))
+    return None
+
+
+def storage_bytes(untyped: Any) -> memoryview:
+    """The storage's bytes; zero-copy for CPU storages."""
+    if untyped.device.type != "cpu":
+        untyped = untyped.cpu()
+    nbytes = untyped.nbytes()
+    if nbytes == 0:
+        return memoryview(b"")
+    # A ctypes array over the storage's memory: no copy, and the view keeps the
+    # array alive; the caller keeps the storage alive while it writes.
+    array = (ctypes.c_char * nbytes).from_address(untyped.data_ptr())
+    return memoryview(array).cast("B")
+
+
+def load_storage(torch: Any, data: memoryview) -> Any:
+    """An UntypedStorage over ``data`` (no copy: the storage shares the buffer)."""
+    if len(data) == 0:
+        return torch.UntypedStorage(0)
+    return torch.frombuffer(data, dtype=torch.uint8).untyped_storage()
+
+
+_dtypes: dict[Any, Any] = {}
+
+
+def storage_dtype(torch: Any, storage_type: Any) -> Any:
+    """The dtype a pickled storage type stands for."""
+    if storage_type is torch.UntypedStorage:
+        return torch.uint8
+    if isinstance(storage_type, torch.dtype):
+        return storage_type
+    dtype = _dtypes.get(storage_type)
+    if dtype is None:
+        # Legacy storage classes warn that TypedStorage is deprecated on every
+        # .dtype access; the archive format still names them, so ask once.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            dtype = _dtypes[storage_type] = storage_type.dtype
+    return dtype
+
+
+RestoreLocation = Callable[[Any, str], Any]
+
+
+def restore_location(torch: Any, map_location: Any) -> RestoreLocation:
+    """``map_location`` in any form torch.load takes -> f(storage, location)."""
+    from torch import serialization
+
+    default_restore_location: RestoreLocation = serialization.default_restore_location
+    if map_location is None:
+        return default_restore_location
+    if isinstance(map_location, dict):
+        mapping = dict(map_location)
+        return lambda storage, location: default_restore_location(
+            storage, mapping.get(location, location)
+        )
+    if isinstance(map_location, (str, bytes)):
+        target = map_location.decode() if isinstance(map_location, bytes) else map_location
+        return lambda storage, location: default_restore_location(storage, target)
+    if isinstance(map_location, torch.device):
+        device = str(map_location)
+        return lambda storage, location: default_restore_location(storage, device)
+    if callable(map_location):
+        user = map_location
+
+        def restore(storage: Any, location: str) -> Any:
+            result = user(storage, location)
+            return default_restore_location(storage, location) if result is None else result
+
+        return restore
+    raise TypeError(
+        "map_location must be None, a str, a torch.device, a dict of location strings or a "
+        f"callable (storage, location) -> storage, not {type(map_location).__name__}"
+    )

@@ -1,0 +1,454 @@
+"""PackageExporter: writes code, objects and data into a torch.package archive.
+
+Records are streamed into a temporary file as they are saved; dependency
+problems are collected and raised together at ``close()``, and only an export
+with no problems replaces the target (atomically, for paths). A failed export
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import os
+import pickle
+import platform
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, BinaryIO, cast
+
+from torchpkg import _tensors
+from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
+from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
+from torchpkg._pickle_scan import scan_globals
+from torchpkg.environment import Importer, OrderedImporter, sys_importer
+from torchpkg.errors import (
+    EmptyMatchError,
+    ObjMismatchError,
+    ObjNotFoundError,
+    PackagingError,
+    PackagingErrorReason,
+    Problem,
+)
+from torchpkg.glob import GlobPattern
+from torchpkg.pickling import create_pickler, pickle_protocol_error, torch_if_loaded
+from torchpkg.policy import Action, Policy
+from torchpkg.resolver import Resolver
+
+__all__ = ["ActionHook", "PackageExporter", "RemovableHandle"]
+
+logger = logging.getLogger("torchpkg")
+
+ActionHook = Callable[["PackageExporter", str], None]
+_SPOOL_BYTES = 64 << 20
+
+
+class RemovableHandle:
+    """Returned by the ``register_*_hook`` methods; ``remove()`` unregisters the hook."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: dict[int, ActionHook]) -> None:
+        self._hooks = hooks
+        self.id = next(self._ids)
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
+
+
+def _record_path(package: str, resource: str) -> str:
+    resource = resource.replace("\\", "/").lstrip("/")
+    if not resource or any(part in ("", ".", "..") for part in resource.split("/")):
+        raise ValueError(f"resource {resource!r} must be a relative path without '.' or '..' parts")
+    package_path = package.replace(".", "/")
+    return f"{package_path}/{resource}" if package_path else resource
+
+
+def _module_path(module: str, is_package: bool) -> str:
+    base = module.replace(".", "/")
+    return f"{base}/__init__.py" if is_package else f"{base}.py"
+
+
+class PackageExporter:
+    """Write a package: pickled objects, their code, and any text or binary data.
+
+    ``f`` is a path (written atomically on a successful ``close()``) or a
+    writable binary file object (written only on success). ``importer`` finds
+    modules and names objects; pass ``(package_importer, sys_importer)`` to
+    re-export objects loaded from another package.
+    """
+
+    def __init__(
+        self,
+        f: str | os.PathLike[str] | BinaryIO,
+        importer: Importer | Sequence[Importer] = sys_importer,
+        debug: bool = False,
+    ) -> None:
+        if isinstance(importer, Importer):
+            self.importer: Importer = importer
+        elif isinstance(importer, Sequence):
+            self.importer = OrderedImporter(*importer)
+        else:
+            raise TypeError(
+                "importer must be an Importer or a sequence of them (e.g. "
+                f"(package_importer, sys_importer)), not {type(importer).__name__}"
+            )
+        self.debug = debug
+        self._target_path: Path | None = None
+        self._target_file: BinaryIO | None = None
+        self._temp: IO[bytes]
+        if isinstance(f, (str, os.PathLike)):
+            self._target_path = Path(f)
+            directory = self._target_path.parent
+            if not directory.is_dir():
+                raise FileNotFoundError(
+                    f"cannot write {self._target_path}: folder {directory} does not exist"
+                )
+            self._temp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned until close()
+                dir=directory, prefix=f".{self._target_path.name}.", suffix=".tmp", delete=False
+            )
+            archive_name = self._target_path.stem or "archive"
+        else:
+            if not hasattr(f, "write"):
+                raise TypeError(
+                    f"f must be a path or a writable binary file object, not {type(f).__name__}"
+                )
+            self._target_file = f
+            self._temp = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+            archive_name = "archive"
+        self._writer = ArchiveWriter(cast(BinaryIO, self._temp), archive_name)
+        self._policy = Policy()
+        self._resolver = Resolver(self._policy, self.importer, debug)
+        self._problems: list[Problem] = []
+        self._storage_keys: dict[int, tuple[str, Any]] = {}
+        self._reduced: dict[int, tuple[Any, ...]] = {}
+        self._kept: list[Any] = []
+        self._unique_ids = itertools.count()
+        self._hooks: dict[Action, dict[int, ActionHook]] = {action: {} for action in Action}
+        self._closed = False
+
+    # --- policy -------------------------------------------------------------------
+
+    def intern(
+        self, include: GlobPattern, *, exclude: GlobPattern = (), allow_empty: bool = True
+    ) -> None:
+        """Put modules matching ``include`` (and not ``exclude``) into the package."""
+        self._policy.add(Action.INTERN, include, exclude, allow_empty)
+
+    def extern(
+        self, include: GlobPattern, *, exclude: GlobPattern = (), allow_empty: bool = True
+    ) -> None:
+        """Leave matching modules to the loading environment."""
+        self._policy.add(Action.EXTERN, include, exclude, allow_empty)
+
+    def mock(
+        self, include: GlobPattern, *, exclude: GlobPattern = (), allow_empty: bool = True
+    ) -> None:
+        """Replace matching modules with stubs that import fine and fail when used."""
+        self._policy.add(Action.MOCK, include, exclude, allow_empty)
+
+    def deny(self, include: GlobPattern, *, exclude: GlobPattern = ()) -> None:
+        """Make depending on matching modules an error."""
+        self._policy.add(Action.DENY, include, exclude, allow_empty=True)
+
+    # --- saving -------------------------------------------------------------------
+
+    def save_pickle(
+        self,
+        package: str,
+        resource: str,
+        obj: Any,
+        dependencies: bool = True,
+        pickle_protocol: int = 3,
+    ) -> None:
+        """Pickle ``obj`` to ``package/resource``; its classes' modules become dependencies."""
+        error = pickle_protocol_error(pickle_protocol)
+        if error is not None:
+            raise error
+        path = _record_path(package, resource)
+        buffer = io.BytesIO()
+        pickler = create_pickler(buffer, pickle_protocol, self._persistent_id, self.importer)
+        node = f"<{package}.{resource}>"
+        try:
+            pickler.dump(obj)
+        except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
+            self._problems.append(
+                Problem(
+                    _pickling_reason(exc),
+                    node,
+                    f"{type(obj).__name__} object: {exc}",
+                )
+            )
+            return
+        data = buffer.getbuffer()
+        if dependencies:
+            self._resolver.record_pickle_globals(node, scan_globals(data))
+        self._writer.write_record(path, data)
+
+    def save_text(self, package: str, resource: str, text: str) -> None:
+        """Save ``text`` (utf-8) to ``package/resource``."""
+        self.save_binary(package, resource, text.encode("utf-8"))
+
+    def save_binary(self, package: str, resource: str, binary: bytes) -> None:
+        """Save raw bytes to ``package/resource``."""
+        self._writer.write_record(_record_path(package, resource), binary)
+
+    def save_module(self, module_name: str, dependencies: bool = True) -> None:
+        """Put ``module_name``'s source into the package, whatever the patterns say."""
+        if not isinstance(module_name, str):
+            raise TypeError(
+                f"save_module() takes a module name (str), not {type(module_name).__name__}"
+            )
+        self._resolver.intern_from_environment(module_name, dependencies)
+
+    def save_source_string(
+        self,
+        module_name: str,
+        src: str,
+        is_package: bool = False,
+        dependencies: bool = True,
+    ) -> None:
+        """Package ``src`` as the source of ``module_name``."""
+        self._resolver.provide(module_name, src, is_package, dependencies)
+
+    def save_source_file(
+        self, module_name: str, file_or_directory: str | os.PathLike[str], dependencies: bool = True
+    ) -> None:
+        """Package a source file as ``module_name``, or a directory as a package tree."""
+        path = Path(file_or_directory)
+        if not path.is_dir():
+            self.save_source_string(module_name, path.read_text("utf-8"), False, dependencies)
+            return
+        for file in sorted(path.rglob("*.py")):
+            parts = list(file.relative_to(path).with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            if is_package:
+                parts.pop()
+            name = ".".join([module_name, *parts])
+            self.save_source_string(name, file.read_text("utf-8"), is_package, dependencies)
+
+    def add_dependency(self, module_name: str, dependencies: bool = True) -> None:
+        """Resolve ``module_name`` by the patterns as if some saved code imported it."""
+        del dependencies  # kept for torch.package's signature: interned code is always scanned
+        self._resolver.require(module_name)
+
+    def get_unique_id(self) -> str:
+        """An id unique within this export, for ``__reduce_package__`` resources."""
+        return str(next(self._unique_ids))
+
+    # --- hooks --------------------------------------------------------------------
+
+    def register_extern_hook(self, hook: ActionHook) -> RemovableHandle:
+        """Call ``hook(exporter, module_name)`` for each extern module at close()."""
+        return self._register(Action.EXTERN, hook)
+
+    def register_mock_hook(self, hook: ActionHook) -> RemovableHandle:
+        """Call ``hook(exporter, module_name)`` for each mocked module at close()."""
+        return self._register(Action.MOCK, hook)
+
+    def register_intern_hook(self, hook: ActionHook) -> RemovableHandle:
+        """Call ``hook(exporter, module_name)`` for each interned module at close()."""
+        return self._register(Action.INTERN, hook)
+
+    def _register(self, action: Action, hook: ActionHook) -> RemovableHandle:
+        handle = RemovableHandle(self._hooks[action])
+        self._hooks[action][handle.id] = hook
+        return handle
+
+    # --- graph queries ------------------------------------------------------------
+
+    def _modules_with(self, action: Action) -> list[str]:
+        return [
+            node.name
+            for node in self._resolver.graph.nodes.values()
+            if node.action is action and not node.is_pickle
+        ]
+
+    def externed_modules(self) -> list[str]:
+        return self._modules_with(Action.EXTERN)
+
+    def interned_modules(self) -> list[str]:
+        return self._modules_with(Action.INTERN)
+
+    def mocked_modules(self) -> list[str]:
+        return self._modules_with(Action.MOCK)
+
+    def denied_modules(self) -> list[str]:
+        return self._modules_with(Action.DENY)
+
+    def missing_modules(self) -> list[str]:
+        """Modules some packaged source imports but this environment lacks (not an error)."""
+        return [node.name for node in self._resolver.missing()]
+
+    def get_rdeps(self, module_name: str) -> list[str]:
+        """The modules (and pickles) that depend on ``module_name`` directly."""
+        return self._resolver.graph.dependents(module_name)
+
+    def dependency_graph_string(self) -> str:
+        """The dependency graph in DOT."""
+        return self._resolver.graph.to_dot()
+
+    def all_paths(self, src: str, dst: str) -> str:
+        """DOT of every dependency path from ``src`` to ``dst``."""
+        return self._resolver.graph.all_paths(src, dst)
+
+    # --- pickling internals -------------------------------------------------------
+
+    def _persistent_id(self, obj: Any) -> Any:
+        torch = self._torch
+        if torch is not None:
+            ref = _tensors.describe_storage(obj, torch)
+            if ref is not None:
+                return (
+                    "storage",
+                    ref.storage_type,
+                    self._storage_key(ref),
+                    ref.location,
+                    ref.numel,
+                )
+        reduce_package = getattr(type(obj), "__reduce_package__", None)
+        if reduce_package is None or isinstance(obj, type):
+            return None
+        reduced = self._reduced.get(id(obj))
+        if reduced is None:
+            # Keep obj alive so its id() is not reused by another object in this export.
+            reduced = self._reduced[id(obj)] = (
+                "reduce_package",
+                id(obj),
+                *reduce_package(obj, self),
+            )
+            self._kept.append(obj)
+        return reduced
+
+    @property
+    def _torch(self) -> Any:
+        return torch_if_loaded()
+
+    def _storage_key(self, ref: _tensors.StorageRef) -> str:
+        cdata = ref.untyped._cdata
+        known = self._storage_keys.get(cdata)
+        if known is not None:
+            return known[0]
+        key = str(len(self._storage_keys))
+        self._storage_keys[cdata] = (key, ref.untyped)
+        self._writer.write_record(f".data/{key}.storage", _tensors.storage_bytes(ref.untyped))
+        return key
+
+    # --- closing ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Check every dependency, raise all problems at once, or write the package."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._check()
+            self._write_modules()
+            self._write_framework_records()
+            self._writer.close()
+            self._commit()
+        except BaseException:
+            self._discard()
+            raise
+        finally:
+            self._storage_keys.clear()
+            self._reduced.clear()
+            self._kept.clear()
+
+    def __enter__(self) -> PackageExporter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._closed = True
+            self._discard()
+            return
+        self.close()
+
+    def _check(self) -> None:
+        problems = [*self._problems, *self._resolver.problems()]
+        empty = [
+            Problem(PackagingErrorReason.EMPTY_MATCH, rule.describe())
+            for rule in self._policy.unmatched_required()
+        ]
+        if problems:
+            raise PackagingError([*problems, *empty], debug=self.debug)
+        if empty:
+            raise EmptyMatchError(empty, debug=self.debug)
+        if self.debug:
+            for name in self.missing_modules():
+                logger.warning(
+                    "torchpkg: %s is imported by %s but not installed here; the package "
+                    "will not provide it.",
+                    name,
+                    ", ".join(self.get_rdeps(name)),
+                )
+
+    def _write_modules(self) -> None:
+        mock_written = False
+        for node in list(self._resolver.graph.nodes.values()):
+            if node.is_pickle or node.action is None or not node.found:
+                continue
+            for hook in list(self._hooks[node.action].values()):
+                hook(self, node.name)
+            if node.action is Action.INTERN and node.source is not None:
+                self._writer.write_record(
+                    _module_path(node.name, node.is_package), node.source.encode("utf-8")
+                )
+            elif node.action is Action.MOCK:
+                if not mock_written:
+                    self._writer.write_record(
+                        _module_path(MOCK_MODULE, False), MOCK_SUPPORT_SOURCE.encode()
+                    )
+                    mock_written = True
+                self._writer.write_record(
+                    _module_path(node.name, node.is_package), MOCK_STUB_SOURCE.encode()
+                )
+
+    def _write_framework_records(self) -> None:
+        externs = self.externed_modules()
+        self._writer.write_record(
+            ".data/extern_modules", "".join(f"{name}\n" for name in externs).encode()
+        )
+        self._writer.write_record(".data/python_version", platform.python_version().encode())
+        self._writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
+        self._writer.write_record("byteorder", sys.byteorder.encode())
+
+    def _commit(self) -> None:
+        self._temp.flush()
+        if self._target_path is not None:
+            os.fsync(self._temp.fileno())
+            self._temp.close()
+            os.replace(self._temp.name, self._target_path)
+            return
+        assert self._target_file is not None
+        self._temp.seek(0)
+        while chunk := self._temp.read(_SPOOL_BYTES):
+            self._target_file.write(chunk)
+        self._temp.close()
+
+    def _discard(self) -> None:
+        self._temp.close()
+        if self._target_path is not None:
+            Path(self._temp.name).unlink(missing_ok=True)
+
+
+def _pickling_reason(exc: BaseException) -> PackagingErrorReason:
+    if isinstance(exc, (ObjNotFoundError, ObjMismatchError)) or "attribute lookup" in str(exc):
+        return PackagingErrorReason.OBJECT_NOT_FOUND
+    return PackagingErrorReason.UNPICKLABLE

@@ -1,0 +1,443 @@
+"""PackageImporter: loads code and objects from a package, hermetically.
+
+Packaged modules are created by this importer, not by ``sys.meta_path``: each
+importer serves them under its own mangle parent (``<torch_package_N>.foo``)
+and gives them an ``__import__`` that looks in the archive first and in the
+environment only for modules the archive lists as extern. The mangled modules
+are also registered in ``sys.modules`` (their names cannot collide with real
+ones), which is what ``dataclasses``, ``typing.get_type_hints``, ``inspect``
+and TorchScript look them up by; ``close()`` removes them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import importlib.machinery
+import importlib.util
+import io
+import linecache
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, BinaryIO
+
+from torchpkg import _tensors
+from torchpkg._archive import ArchiveReader, open_archive
+from torchpkg._importlib import PackageLoader
+from torchpkg.environment import Importer, ModuleSource, SourceStatus
+from torchpkg.errors import (
+    ArchiveFormatError,
+    PackagedModuleNotFoundError,
+)
+from torchpkg.file_tree import Directory, directory_from_records
+from torchpkg.glob import GlobPattern
+from torchpkg.mangling import PackageMangler
+from torchpkg.pickling import PackageUnpickler
+from torchpkg.resolver import IMPORTER_MODULE
+
+__all__ = ["IMPLICIT_IMPORT_ALLOWLIST", "PackageImporter"]
+
+# Importable without an extern entry: torch itself depends on them behind the scenes.
+IMPLICIT_IMPORT_ALLOWLIST = frozenset(
+    {"numpy", "numpy.core", "numpy.core._multiarray_umath", "builtins"}
+)
+
+
+@dataclass
+class _Node:
+    """A module or folder in the archive; ``extern`` hands the subtree to the environment."""
+
+    source_file: str | None = None
+    is_package: bool = False
+    extern: bool = False
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+class PackageImporter(Importer):
+    """Open a package archive (a path, a binary file object, or an unzipped folder)."""
+
+    def __init__(
+        self,
+        file_or_buffer: str | os.PathLike[str] | BinaryIO,
+        module_allowed: Callable[[str], bool] = lambda module_name: True,
+    ) -> None:
+        if isinstance(file_or_buffer, (str, os.PathLike)):
+            self.filename = os.fspath(file_or_buffer)
+        else:
+            self.filename = "<binary>"
+        self.zip_reader: ArchiveReader = open_archive(file_or_buffer)
+        try:
+            self.extern_modules = self.zip_reader.read(".data/extern_modules").decode().split()
+            disallowed = [name for name in self.extern_modules if not module_allowed(name)]
+            if disallowed:
+                raise ImportError(
+                    f"package '{self.filename}' needs the external modules {disallowed} but "
+                    "module_allowed disallows them; allow them, or re-export the package with "
+                    "those modules interned or mocked."
+                )
+            self._root = self._build_tree()
+        except BaseException:
+            self.zip_reader.close()
+            raise
+        self._mangler = PackageMangler()
+        self._loader = PackageLoader(self)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._torch_pending: list[tuple[str, ModuleType]] = []
+        self.modules: dict[str, ModuleType] = {}
+        self.patched_builtins = dict(builtins.__dict__, __import__=self.__import__)
+        # Packaged code reaches its importer with `import torch_package_importer`.
+        self.modules[IMPORTER_MODULE] = self  # type: ignore[assignment]
+        self.storage_context: Any = None
+        self.last_map_location: Any = None
+
+    # --- public API -----------------------------------------------------------------
+
+    def import_module(self, name: str, package: str | None = None) -> ModuleType:
+        """Import a module from the package (a name mangled by this importer is fine)."""
+        del package  # importlib.import_module's signature; names here are absolute
+        with self._transaction():
+            return self._gcd_import(self._mangler.demangle(name))
+
+    def load_pickle(self, package: str, resource: str, map_location: Any = None) -> Any:
+        """Unpickle ``package/resource``, importing its classes from the package."""
+        path = self._record(package, resource)
+        data = self.zip_reader.read(path)
+        torch: Any = sys.modules.get("torch")
+        restore: _tensors.RestoreLocation | None = None
+        storages: dict[str, Any] = {}
+        reduces: dict[Any, Any] = {}
+
+        def persistent_load(saved_id: Any) -> Any:
+            nonlocal torch, restore
+            kind = saved_id[0].decode() if isinstance(saved_id[0], bytes) else saved_id[0]
+            if kind == "storage":
+                if torch is None:
+                    import torch
+                if restore is None:
+                    restore = _tensors.restore_location(torch, map_location)
+                storage_type, key, location, _size = saved_id[1:]
+                dtype = _tensors.storage_dtype(torch, storage_type)
+                if key not in storages:
+                    view = self.zip_reader.read_view(f".data/{key}.storage")
+                    location = location.decode() if isinstance(location, bytes) else location
+                    storages[key] = restore(_tensors.load_storage(torch, view), location)
+                return torch.storage.TypedStorage(
+                    wrap_storage=storages[key], dtype=dtype, _internal=True
+                )
+            if kind == "reduce_package":
+                if len(saved_id) == 3:  # archives from before reduce ids were recorded
+                    return saved_id[1](self, *saved_id[2])
+                reduce_id, func, args = saved_id[1:]
+                if reduce_id not in reduces:
+                    reduces[reduce_id] = func(self, *args)
+                return reduces[reduce_id]
+            raise ArchiveFormatError(
+                f"{path} in {self.filename} holds an unknown persistent id {kind!r}; it was "
+                "written by a newer or different tool."
+            )
+
+        unpickler = PackageUnpickler(io.BytesIO(data), self, persistent_load)
+        self.last_map_location = map_location
+        try:
+            with self._transaction():
+                result = unpickler.load()
+        finally:
+            self.last_map_location = None
+        if torch is not None:
+            torch._utils._validate_loaded_sparse_tensors()
+            self._flush_torch_registry()
+        return result
+
+    def load_binary(self, package: str, resource: str) -> bytes:
+        return self.zip_reader.read(self._record(package, resource))
+
+    def load_text(
+        self, package: str, resource: str, encoding: str = "utf-8", errors: str = "strict"
+    ) -> str:
+        return self.load_binary(package, resource).decode(encoding, errors)
+
+    def file_structure(
+        self, *, include: GlobPattern = "**", exclude: GlobPattern = ()
+    ) -> Directory:
+        """A printable tree of the archive's records, filtered by glob patterns."""
+        return directory_from_records(self.filename, self.zip_reader.records(), include, exclude)
+
+    def id(self) -> str:
+        """This importer's mangle parent, e.g. ``<torch_package_0>``."""
+        return self._mangler.parent_name()
+
+    def python_version(self) -> str | None:
+        """The Python version that wrote the package, if it recorded one."""
+        if not self.zip_reader.has_record(".data/python_version"):
+            return None
+        return self.zip_reader.read(".data/python_version").decode().strip()
+
+    def demangle(self, name: str) -> str:
+        return self._mangler.demangle(name)
+
+    def close(self) -> None:
+        """Forget this importer's modules (sys.modules, linecache, torch's registry)."""
+        with self._lock:
+            for name in list(self.modules):
+                self._forget(name)
+            self.zip_reader.close()
+
+    def __enter__(self) -> PackageImporter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the Importer protocol, for re-export -------------------------------------
+
+    def module_source(self, module_name: str) -> ModuleSource:
+        node = self._find(self._mangler.demangle(module_name))
+        if node is None or node.extern:
+            return ModuleSource(module_name, SourceStatus.NOT_FOUND)
+        if node.source_file is None:
+            return ModuleSource(module_name, SourceStatus.OK, True)
+        source = self.zip_reader.read(node.source_file).decode("utf-8")
+        return ModuleSource(module_name, SourceStatus.OK, node.is_package, source, node.source_file)
+
+    def get_source(self, module_name: str) -> str | None:
+        return self.module_source(module_name).source
+
+    def is_package(self, module_name: str) -> bool:
+        node = self._find(self._mangler.demangle(module_name))
+        return node is not None and node.is_package
+
+    # --- archive layout -----------------------------------------------------------
+
+    def _build_tree(self) -> _Node:
+        root = _Node(is_package=True)
+        for record in self.zip_reader.records():
+            if record.startswith(".data/"):
+                continue
+            *folders, last = record.split("/")
+            node = root
+            for folder in folders:
+                node = node.children.setdefault(folder, _Node(is_package=True))
+                node.is_package = True
+            if last == "__init__.py":
+                node.source_file = record
+            elif last.endswith(".py"):
+                child = node.children.setdefault(last[:-3], _Node())
+                if child.source_file is None:
+                    child.source_file = record
+        for name in self.extern_modules:
+            *parents, last = name.split(".")
+            node = root
+            for part in parents:
+                node = node.children.setdefault(part, _Node(is_package=True))
+                if node.extern:
+                    break
+            else:
+                node.children[last] = _Node(extern=True)
+        return root
+
+    def _find(self, name: str) -> _Node | None:
+        node = self._root
+        for atom in name.split("."):
+            if node.extern:
+                return node
+            child = node.children.get(atom)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def _record(self, package: str | ModuleType, resource: str) -> str:
+        if isinstance(package, ModuleType):
+            package = self._mangler.demangle(package.__name__)
+        folder = package.replace(".", "/")
+        return f"{folder}/{resource}" if folder else resource
+
+    # --- the import system --------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Undo every module the outermost import call added, if it fails."""
+        with self._lock:
+            before = set(self.modules) if self._depth == 0 else None
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                if before is not None:
+                    for name in [name for name in self.modules if name not in before]:
+                        self._forget(name)
+                raise
+            finally:
+                self._depth -= 1
+
+    def __import__(
+        self,
+        name: str,
+        globals: dict[str, Any] | None = None,
+        locals: dict[str, Any] | None = None,
+        fromlist: tuple[str, ...] | list[str] = (),
+        level: int = 0,
+    ) -> ModuleType:
+        with self._transaction():
+            package = _calc_package(globals or {}) if level > 0 else None
+            module = self._gcd_import(name, package, level)
+            if fromlist:
+                return self._handle_fromlist(module, fromlist)
+            if level == 0:
+                return self._gcd_import(name.partition(".")[0])
+            if not name:
+                return module
+            own = self._mangler.demangle(module.__name__)
+            return self.modules[own[: len(own) - (len(name) - len(name.partition(".")[0]))]]
+
+    def _gcd_import(self, name: str, package: str | None = None, level: int = 0) -> ModuleType:
+        if level > 0:
+            name = _resolve_name(name, package, level)
+        module = self.modules.get(name)
+        if module is not None:
+            return module
+        parent = name.rpartition(".")[0]
+        if parent:
+            parent_module = self._gcd_import(parent)
+            if name in self.modules:
+                return self.modules[name]
+            if not hasattr(parent_module, "__path__"):
+                raise PackagedModuleNotFoundError(
+                    f"No module named {name!r}: {parent!r} is not a package", name=name
+                )
+        module = self._load(name)
+        if parent:
+            setattr(self.modules[parent], name.rpartition(".")[2], module)
+        return module
+
+    def _handle_fromlist(
+        self, module: ModuleType, fromlist: tuple[str, ...] | list[str], recursive: bool = False
+    ) -> ModuleType:
+        if not hasattr(module, "__path__"):
+            return module
+        own = self._mangler.demangle(module.__name__)
+        for attr in fromlist:
+            if not isinstance(attr, str):
+                raise TypeError(f"Item in {own}.__all__ must be str, not {type(attr).__name__}")
+            if attr == "*":
+                if not recursive and hasattr(module, "__all__"):
+                    self._handle_fromlist(module, module.__all__, recursive=True)
+            elif not hasattr(module, attr):
+                try:
+                    self._gcd_import(f"{own}.{attr}")
+                except ModuleNotFoundError as error:
+                    # `from pkg import name` where name is neither attribute nor module:
+                    # Python raises ImportError at the IMPORT_FROM that follows.
+                    if error.name != f"{own}.{attr}":
+                        raise
+        return module
+
+    def _load(self, name: str) -> ModuleType:
+        node = self._find(name)
+        if (node is not None and node.extern) or (
+            node is None and name in IMPLICIT_IMPORT_ALLOWLIST
+        ):
+            module = importlib.import_module(name)
+            self.modules[name] = module
+            if name == "torch" or name.startswith("torch."):
+                self._flush_torch_registry()
+            return module
+        if node is None:
+            raise PackagedModuleNotFoundError(
+                f"No module named {name!r} in package {self.filename!r}, and it is not one of "
+                f"the package's extern modules {self.extern_modules}. Re-export the package "
+                f"with {name!r} interned (its source goes in) or externed.",
+                name=name,
+            )
+        return self._make_module(name, node)
+
+    def _make_module(self, name: str, node: _Node) -> ModuleType:
+        mangled = self._mangler.mangle(name)
+        spec = importlib.machinery.ModuleSpec(
+            name, self._loader, origin="<package_importer>", is_package=node.is_package
+        )
+        module = importlib.util.module_from_spec(spec)
+        module.__name__ = mangled
+        namespace = module.__dict__
+        file = self._mangler.mangle(node.source_file) if node.source_file else None
+        namespace.update(
+            __file__=file,
+            __cached__=None,
+            __builtins__=self.patched_builtins,
+            __torch_package__=True,
+        )
+        self.modules[name] = module
+        sys.modules[mangled] = module
+        self._torch_pending.append((mangled, module))
+        if "torch" in sys.modules:
+            self._flush_torch_registry()
+        if node.source_file is not None and file is not None:
+            source = self.zip_reader.read(node.source_file).decode("utf-8")
+            lines = source.splitlines(keepends=True)
+            linecache.cache[file] = (len(source), None, lines, file)
+            exec(compile(source, file, "exec", dont_inherit=True), namespace)
+        return module
+
+    def _forget(self, name: str) -> None:
+        module = self.modules.pop(name, None)
+        if module is None or not getattr(module, "__torch_package__", False):
+            return
+        mangled = module.__name__
+        if sys.modules.get(mangled) is module:
+            del sys.modules[mangled]
+        linecache.cache.pop(getattr(module, "__file__", None) or "", None)
+        registry = _torch_registry()
+        if registry is not None and registry.get(mangled) is module:
+            del registry[mangled]
+        parent, _, child = name.rpartition(".")
+        if parent and getattr(self.modules.get(parent), child, None) is module:
+            delattr(self.modules[parent], child)
+
+    def _flush_torch_registry(self) -> None:
+        registry = _torch_registry()
+        if registry is None:
+            return
+        for mangled, module in self._torch_pending:
+            registry[mangled] = module
+        self._torch_pending.clear()
+
+    def __repr__(self) -> str:
+        return f"<PackageImporter {self.id()} of {self.filename!r}>"
+
+
+def _torch_registry() -> Any:
+    """torch's registry of packaged modules (torch.compile and inspect look there)."""
+    if "torch" not in sys.modules:
+        return None
+    try:
+        import torch.package.package_importer
+    except ImportError:  # torch dropped torch.package: nothing looks there any more
+        return None
+    return getattr(torch.package.package_importer, "_package_imported_modules", None)
+
+
+def _calc_package(globals: dict[str, Any]) -> str:
+    package = globals.get("__package__")
+    if package is not None:
+        return str(package)
+    spec = globals.get("__spec__")
+    if spec is not None:
+        return str(spec.parent)
+    name = str(globals["__name__"])
+    return name if "__path__" in globals else name.rpartition(".")[0]
+
+
+def _resolve_name(name: str, package: str | None, level: int) -> str:
+    if not package:
+        raise ImportError("attempted relative import with no known parent package")
+    bits = package.rsplit(".", level - 1)
+    if len(bits) < level:
+        raise ImportError("attempted relative import beyond top-level package")
+    base = bits[0]
+    return f"{base}.{name}" if name else base

@@ -1,0 +1,65 @@
+"""Mangle parents: every PackageImporter serves its modules under its own parent.
+
+``foo.bar`` loaded by an importer becomes ``<torch_package_3>.foo.bar``. The
+spelling is torch.package's, so torch's own helpers (TorchScript's demangling,
+torch.compile's module lookup) recognise the names. Mangling happens on import
+only; nothing mangled is ever written into an archive.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+
+__all__ = ["PackageMangler", "demangle", "get_mangle_prefix", "is_mangled"]
+
+_MANGLED = re.compile(r"<torch_package_\d+>")
+# torch.package numbers its importers from 0 in the same process and registers
+# their modules where torch.compile looks them up; counting from here keeps our
+# parents from ever taking one of its names.
+FIRST_INDEX = 1_000_000
+_counter = itertools.count(FIRST_INDEX)
+_counter_lock = threading.Lock()
+
+
+def is_mangled(name: str) -> bool:
+    """Whether ``name`` (a module name or file name) carries a mangle parent."""
+    return _MANGLED.match(name) is not None
+
+
+def demangle(name: str) -> str:
+    """``<torch_package_0>.foo.bar`` -> ``foo.bar``; other names are returned as given."""
+    match = _MANGLED.match(name)
+    if match is None:
+        return name
+    rest = name[match.end() :]
+    return rest[1:] if rest.startswith(".") else rest
+
+
+def get_mangle_prefix(name: str) -> str:
+    """The mangle parent of ``name`` (``<torch_package_0>``), or ``name`` if it has none."""
+    match = _MANGLED.match(name)
+    return match.group(0) if match is not None else name
+
+
+class PackageMangler:
+    """Mangles and demangles names for one importer, with a process-unique parent."""
+
+    def __init__(self) -> None:
+        with _counter_lock:
+            self._parent = f"<torch_package_{next(_counter)}>"
+
+    def parent_name(self) -> str:
+        return self._parent
+
+    def mangle(self, name: str) -> str:
+        if not name:
+            raise ValueError("cannot mangle an empty name")
+        return f"{self._parent}.{name}"
+
+    def demangle(self, name: str) -> str:
+        """Strip this importer's parent; names mangled by other importers are left alone."""
+        if name.startswith(self._parent + "."):
+            return name[len(self._parent) + 1 :]
+        return name

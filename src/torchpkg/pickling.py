@@ -1,0 +1,124 @@
+"""Pickling for archives: persistent ids for storages and ``__reduce_package__``.
+
+Export uses the C pickler when objects come from the running interpreter
+(``sys_importer``), and a Python pickler that asks the exporter's importer for
+every global name when objects may come from another package (re-export), so
+mangled names never reach an archive. torch is only touched when a pickle
+holds torch objects: pickling plain Python objects never imports it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Callable
+from typing import IO, Any, ClassVar
+
+from torchpkg.environment import Importer, _getattribute
+from torchpkg.errors import ImportedObjectNotFoundError
+
+__all__ = ["PackagePickler", "PackageUnpickler", "create_pickler"]
+
+PersistentId = Callable[[Any], Any]
+
+
+class _CPickler(pickle.Pickler):
+    def __init__(self, file: IO[bytes], protocol: int, persistent_id: PersistentId) -> None:
+        super().__init__(file, protocol)
+        self._persistent_id = persistent_id
+
+    def persistent_id(self, obj: Any) -> Any:
+        return self._persistent_id(obj)
+
+
+class PackagePickler(pickle._Pickler):
+    """Names every global through an Importer, so objects loaded from a package
+    are written under their original (demangled) module names."""
+
+    dispatch: ClassVar[dict[type, Callable[..., None]]] = pickle._Pickler.dispatch.copy()
+
+    def __init__(
+        self, file: IO[bytes], protocol: int, persistent_id: PersistentId, importer: Importer
+    ) -> None:
+        super().__init__(file, protocol)
+        self._persistent_id = persistent_id
+        self.importer = importer
+
+    def persistent_id(self, obj: Any) -> Any:
+        return self._persistent_id(obj)
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        module_name, name = self.importer.get_name(obj, name)
+        # pickle._Pickler's internals are not in typeshed.
+        pickler: Any = self
+        if pickler.proto >= 4:
+            pickler.save(module_name)
+            pickler.save(name)
+            pickler.write(pickle.STACK_GLOBAL)
+        else:
+            pickler.write(pickle.GLOBAL + f"{module_name}\n{name}\n".encode())
+        pickler.memoize(obj)
+
+    # Functions dispatch straight to save_global; classes reach it through save_type.
+    dispatch[type(len)] = save_global
+    dispatch[type(save_global)] = save_global
+
+
+def create_pickler(
+    file: IO[bytes], protocol: int, persistent_id: PersistentId, importer: Importer
+) -> pickle.Pickler | PackagePickler:
+    from torchpkg.environment import sys_importer
+
+    if importer is sys_importer:
+        return _CPickler(file, protocol, persistent_id)
+    return PackagePickler(file, protocol, persistent_id, importer)
+
+
+# Renames that keep old pickles loading after an extern library dropped a name.
+_COMPAT_NAMES: dict[str, dict[str, object]] = {
+    "numpy": {"str": str, "int": int, "float": float, "bool": bool, "object": object},
+}
+
+
+class PackageUnpickler(pickle.Unpickler):
+    """Finds classes through a PackageImporter and rebuilds persistent objects."""
+
+    def __init__(
+        self, file: IO[bytes], importer: Importer, persistent_load: Callable[[Any], Any]
+    ) -> None:
+        super().__init__(file)
+        self._importer = importer
+        self._persistent_load = persistent_load
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._persistent_load(pid)
+
+    def find_class(self, module_name: str, name: str) -> Any:
+        renamed = _COMPAT_NAMES.get(module_name, {}).get(name)
+        if renamed is not None:
+            return renamed
+        module = self._importer.import_module(module_name)
+        try:
+            return _getattribute(module, name)
+        except AttributeError:
+            raise ImportedObjectNotFoundError(
+                f"the pickle needs {module_name}.{name}, but module {module_name!r} has no "
+                f"attribute {name!r}: the package's copy of the module differs from the one "
+                "the object was pickled with. Re-export the package.",
+                name=name,
+                obj=module,
+            ) from None
+
+
+def torch_if_loaded() -> Any:
+    """The torch module if something already imported it, else None (never imports it)."""
+    return sys.modules.get("torch")
+
+
+def pickle_protocol_error(protocol: object) -> ValueError | None:
+    if isinstance(protocol, int) and not isinstance(protocol, bool) and 2 <= protocol <= 5:
+        return None
+    return ValueError(
+        f"pickle_protocol must be an int from 2 to {pickle.HIGHEST_PROTOCOL}, got {protocol!r}; "
+        "torch.package uses 3 (the default) or 4."
+    )

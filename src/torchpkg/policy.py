@@ -1,0 +1,70 @@
+"""What to do with each module: ordered pattern rules, first match wins."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from dataclasses import dataclass, field
+
+from torchpkg.errors import DISALLOWED_STDLIB
+from torchpkg.glob import GlobGroup, GlobPattern
+
+__all__ = ["Action", "Policy", "Rule", "is_implicitly_extern"]
+
+
+class Action(enum.Enum):
+    """The four things a module can become in an archive."""
+
+    INTERN = "intern"  # its source goes into the archive
+    EXTERN = "extern"  # the loading environment provides it
+    MOCK = "mock"  # a stub goes into the archive; any use of it raises
+    DENY = "deny"  # depending on it is an error
+
+
+@dataclass
+class Rule:
+    """One ``intern``/``extern``/``mock``/``deny`` call."""
+
+    action: Action
+    patterns: GlobGroup
+    allow_empty: bool
+    matched: bool = field(default=False)
+
+    def describe(self) -> str:
+        exclude = f", exclude={list(self.patterns.exclude)}" if self.patterns.exclude else ""
+        return f"{self.action.value}({list(self.patterns.include)}{exclude})"
+
+
+def is_implicitly_extern(module: str) -> bool:
+    """torch and the standard library (but ``sys`` and ``io``) need no rule."""
+    top = module.partition(".")[0]
+    return top == "torch" or (top in sys.stdlib_module_names and top not in DISALLOWED_STDLIB)
+
+
+class Policy:
+    """The exporter's rules, in the order they were given."""
+
+    def __init__(self) -> None:
+        self.rules: list[Rule] = []
+
+    def add(
+        self,
+        action: Action,
+        include: GlobPattern,
+        exclude: GlobPattern = (),
+        allow_empty: bool = True,
+    ) -> Rule:
+        rule = Rule(action, GlobGroup(include, exclude=exclude), allow_empty)
+        self.rules.append(rule)
+        return rule
+
+    def match(self, module: str) -> Rule | None:
+        """The first rule that matches ``module``, marked as matched."""
+        for rule in self.rules:
+            if rule.patterns.matches(module):
+                rule.matched = True
+                return rule
+        return None
+
+    def unmatched_required(self) -> list[Rule]:
+        return [rule for rule in self.rules if not rule.allow_empty and not rule.matched]

@@ -1,0 +1,191 @@
+"""Module -> action -> dependencies, recording every problem on the graph.
+
+Nothing here raises for a user's mistake: problems are recorded on nodes and
+the exporter raises them together at ``close()``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torchpkg._graph import DependencyGraph, ModuleNode
+from torchpkg._source_scan import ImportRef, scan_imports
+from torchpkg.environment import Importer, ModuleSource, SourceStatus, mangled_name_hint
+from torchpkg.errors import PackagingErrorReason, Problem
+from torchpkg.mangling import is_mangled
+from torchpkg.policy import Action, Policy, is_implicitly_extern
+
+__all__ = ["Resolver"]
+
+_SOURCE_PROBLEMS = {
+    SourceStatus.EXTENSION: PackagingErrorReason.IS_EXTENSION_MODULE,
+    SourceStatus.NO_FILE: PackagingErrorReason.NO_DUNDER_FILE,
+    SourceStatus.FILE_MISSING: PackagingErrorReason.SOURCE_FILE_NOT_FOUND,
+    SourceStatus.NOT_FOUND: PackagingErrorReason.MODULE_NOT_FOUND,
+}
+
+# The module packaged code imports to reach its own PackageImporter.
+IMPORTER_MODULE = "torch_package_importer"
+
+
+@dataclass(frozen=True)
+class _Request:
+    module: str
+    src: str | None
+    required: bool  # False for imports the source can live without (not found is fine)
+
+
+class Resolver:
+    """Decides what each module becomes and follows the imports of interned ones."""
+
+    def __init__(self, policy: Policy, importer: Importer, debug: bool = False) -> None:
+        self.policy = policy
+        self.importer = importer
+        self.debug = debug
+        self.graph = DependencyGraph()
+        self._sources: dict[str, ModuleSource] = {}
+        self._exists: Callable[[str], bool] = self._module_exists
+
+    # --- entry points -------------------------------------------------------------
+
+    def require(self, module: str, src: str | None = None) -> None:
+        """``module`` must be resolvable (a pickle or the user names it)."""
+        self._run([_Request(module, src, required=True)])
+
+    def provide(self, module: str, source: str, is_package: bool, dependencies: bool) -> None:
+        """Source given by the user: interned whatever the rules say."""
+        node = self.graph.node(module)
+        node.action, node.provided, node.is_package, node.source = (
+            Action.INTERN,
+            True,
+            is_package,
+            source,
+        )
+        node.problem = None
+        if dependencies:
+            self._run(self._imports_of(node))
+
+    def intern_from_environment(self, module: str, dependencies: bool) -> None:
+        """``save_module``: intern ``module`` from the importer, whatever the rules say."""
+        found = self._source(module)
+        node = self.graph.node(module)
+        if found.status is not SourceStatus.OK:
+            self._fail(node, _SOURCE_PROBLEMS[found.status], found.filename)
+            return
+        self.provide(module, found.source or "", found.is_package, dependencies)
+
+    def record_pickle_globals(self, resource_node: str, globals_: list[tuple[str, str]]) -> None:
+        node = self.graph.node(resource_node)
+        node.is_pickle, node.action, node.provided = True, Action.INTERN, True
+        self._run([_Request(module, resource_node, True) for module, _ in globals_])
+        for module, name in globals_:
+            target = self.graph.nodes.get(module)
+            if target is not None and target.action is Action.MOCK:
+                self._fail(
+                    target,
+                    PackagingErrorReason.MOCKED_BUT_STILL_USED,
+                    f"{resource_node} pickles {module}.{name}",
+                )
+
+    def problems(self) -> list[Problem]:
+        return [node.problem for node in self.graph.nodes.values() if node.problem is not None]
+
+    def missing(self) -> list[ModuleNode]:
+        """Modules some source imports but the environment lacks (optional imports)."""
+        return [node for node in self.graph.nodes.values() if not node.found and not node.problem]
+
+    # --- the work -----------------------------------------------------------------
+
+    def _run(self, requests: list[_Request]) -> None:
+        queue = deque(requests)
+        while queue:
+            request = queue.popleft()
+            queue.extend(self._resolve(request))
+
+    def _resolve(self, request: _Request) -> list[_Request]:
+        name = request.module
+        if name == IMPORTER_MODULE:
+            return []
+        seen = name in self.graph.nodes
+        node = self.graph.node(name)
+        if request.src is not None:
+            self.graph.add_edge(request.src, name)
+        if seen:
+            if request.required and not node.found and node.problem is None:
+                self._not_found(node)
+            return []
+        if is_mangled(name):
+            self._fail(node, PackagingErrorReason.MODULE_NOT_FOUND, mangled_name_hint(name))
+            return []
+        if is_implicitly_extern(name):
+            node.action, node.implicit = Action.EXTERN, True
+            return []
+        if not self._exists(name):
+            node.found = False
+            if request.required:
+                self._not_found(node)
+            return []
+        rule = self.policy.match(name)
+        if rule is None:
+            self._fail(node, PackagingErrorReason.NO_ACTION)
+            return []
+        node.action = rule.action
+        if rule.action is Action.DENY:
+            self._fail(node, PackagingErrorReason.DENIED, f"denied by {rule.describe()}")
+        elif rule.action is Action.MOCK:
+            node.is_package = self._source(name).is_package
+        elif rule.action is Action.INTERN:
+            found = self._source(name)
+            if found.status is not SourceStatus.OK:
+                self._fail(node, _SOURCE_PROBLEMS[found.status], found.filename)
+                return []
+            node.source, node.is_package = found.source, found.is_package
+            return self._imports_of(node)
+        return []
+
+    def _imports_of(self, node: ModuleNode) -> list[_Request]:
+        if node.source is None:
+            return []
+        try:
+            refs = scan_imports(node.source, node.name, node.is_package, node.name)
+        except (SyntaxError, ValueError) as error:
+            self._fail(node, PackagingErrorReason.DEPENDENCY_RESOLUTION_FAILED, str(error))
+            return []
+        requests: list[_Request] = []
+        for ref in refs:
+            requests.extend(
+                _Request(module, node.name, required=False) for module in self._targets(ref)
+            )
+        return requests
+
+    def _targets(self, ref: ImportRef) -> list[str]:
+        """``from a import b``: ``a.b`` when it is a module, else ``a`` itself."""
+        targets = [f"{ref.module}.{name}" for name in ref.names]
+        submodules = [target for target in targets if self._exists(target)]
+        if len(submodules) < len(ref.names) or not ref.names:
+            submodules.append(ref.module)
+        return submodules
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _source(self, name: str) -> ModuleSource:
+        found = self._sources.get(name)
+        if found is None:
+            found = self._sources[name] = self.importer.module_source(name)
+        return found
+
+    def _module_exists(self, name: str) -> bool:
+        if name in self.graph.nodes and self.graph.nodes[name].provided:
+            return True
+        return self._source(name).status is not SourceStatus.NOT_FOUND
+
+    def _not_found(self, node: ModuleNode) -> None:
+        self._fail(node, PackagingErrorReason.MODULE_NOT_FOUND)
+
+    def _fail(
+        self, node: ModuleNode, reason: PackagingErrorReason, context: str | None = None
+    ) -> None:
+        chain = self.graph.chain_to(node.name) if self.debug else ()
+        node.problem = Problem(reason, node.name, context, chain)
