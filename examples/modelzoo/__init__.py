@@ -1,0 +1,1 @@
+"""A small model repository: what `make demo` packages and checks."""

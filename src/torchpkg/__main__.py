@@ -1,0 +1,5 @@
+import sys
+
+from torchpkg.cli import main
+
+sys.exit(main())
