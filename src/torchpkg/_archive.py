@@ -1,0 +1,411 @@
+"""The archive layer: torch.package's zip format, written and read without torch.
+
+A package is a zip whose records all sit under one top-level folder,
+``<archive_name>/...``. Records are STORED (never compressed) and the data of
+each starts at a 64-byte aligned file offset: the local header's extra field
+carries padding under header id ``0x4246`` (``b"FB"``), as torch's
+``PyTorchStreamWriter`` does. Aligned, uncompressed storages are what let a
+reader hand out tensors that are views of an ``mmap`` of the file.
+
+Framework records (``.data/version``, ``.data/extern_modules``, ``byteorder``,
+``.data/<key>.storage``, ...) are ordinary records: the exporter writes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import mmap as _mmap
+import os
+import struct
+import zipfile
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import BinaryIO, Final
+
+from torchpkg.errors import ArchiveFormatError, RecordNotFoundError, UnsupportedVersionError
+
+SUPPORTED_VERSIONS: Final = range(1, 11)
+WRITTEN_VERSION: Final = 6
+ALIGNMENT: Final = 64
+
+# Sizes and offsets from this value on need zip64 fields (0xFFFFFFFF is the "see zip64" marker).
+_ZIP64_LIMIT = 0xFFFFFFFF
+_MAX_COUNT = 0xFFFF
+_UTF8_NAMES = 0x0800
+_DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01: the zip epoch; time 00:00:00 is 0
+_LOCAL = struct.Struct("<4s5H3L2H")
+_CENTRAL = struct.Struct("<4s6H3L5H2L")
+_END = struct.Struct("<4s4H2LH")
+_END64 = struct.Struct("<4sQ2H2L4Q")
+_LOCATOR64 = struct.Struct("<4sLQL")
+_VERSION_RECORDS = (".data/version", "version")
+# What zipfile raises on damaged input besides BadZipFile (bad seeks, bad deflate data, ...).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error, zlib.error)
+_RECOPY = "Re-export the package, or copy it again if it was truncated in transfer."
+
+
+def _escapes(name: str) -> bool:
+    """Whether a record name would leave the archive's root when used as a path."""
+    path = PureWindowsPath(name)  # splits on "/" and "\\" and knows drives: the strictest reading
+    return bool(path.anchor) or ".." in path.parts
+
+
+def _parse_version(raw: bytes, archive: str) -> int:
+    text = raw.decode("ascii", "replace").strip()
+    if not (text.isdigit() and int(text) in SUPPORTED_VERSIONS):
+        raise UnsupportedVersionError(text, archive, SUPPORTED_VERSIONS)
+    return int(text)
+
+
+@dataclass(frozen=True)
+class _Written:
+    path: bytes
+    crc: int
+    size: int
+    offset: int
+
+
+class ArchiveWriter:
+    """Writes records into a zip in torch.package's layout; never seeks ``fileobj``.
+
+    Output is deterministic: fixed timestamps, so the same records in the same
+    order give the same bytes.
+    """
+
+    def __init__(self, fileobj: BinaryIO, archive_name: str = "archive") -> None:
+        if not archive_name or "/" in archive_name or _escapes(archive_name):
+            raise ValueError(f"archive_name must be one plain path component, got {archive_name!r}")
+        self._fileobj = fileobj
+        self._prefix = archive_name + "/"
+        self._written: dict[str, _Written] = {}
+        self._offset = 0  # counted here rather than asked with tell(): pipes cannot tell
+        self._closed = False
+
+    @property
+    def records(self) -> list[str]:
+        return list(self._written)
+
+    def has_record(self, name: str) -> bool:
+        return name in self._written
+
+    def write_record(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise ValueError(f"cannot write record {name!r}: the archive writer is closed")
+        if not name or name.endswith("/") or _escapes(name):
+            raise ValueError(f"invalid record name {name!r}: use a relative path without '..'")
+        if name in self._written:
+            raise ValueError(f"record {name!r} was already written; record names must be unique")
+        view = memoryview(data).cast("B")
+        path = (self._prefix + name).encode()
+        size, offset = view.nbytes, self._offset
+        big = size >= _ZIP64_LIMIT
+        extra = struct.pack("<2H2Q", 1, 16, size, size) if big else b""
+        pad = -(offset + _LOCAL.size + len(path) + len(extra) + 4) % ALIGNMENT
+        extra += struct.pack("<2sH", b"FB", pad) + b"Z" * pad
+        crc = zlib.crc32(view)
+        stored = 0xFFFFFFFF if big else size
+        header = _LOCAL.pack(
+            b"PK\x03\x04", 45 if big else 20, _UTF8_NAMES, zipfile.ZIP_STORED, 0, _DOS_DATE,
+            crc, stored, stored, len(path), len(extra),
+        )  # fmt: skip
+        self._write(header + path + extra)
+        self._write(view)  # straight from the caller's buffer: no copy of large storages
+        self._written[name] = _Written(path, crc, size, offset)
+
+    def close(self) -> None:
+        """Write the central directory. ``fileobj`` stays open."""
+        if self._closed:
+            return
+        self._closed = True
+        directory = bytearray()
+        for rec in self._written.values():
+            big, far = rec.size >= _ZIP64_LIMIT, rec.offset >= _ZIP64_LIMIT
+            values = (rec.size, rec.size) * big + (rec.offset,) * far
+            extra = (
+                struct.pack(f"<2H{len(values)}Q", 1, 8 * len(values), *values) if values else b""
+            )
+            needed = 45 if values else 20
+            stored = 0xFFFFFFFF if big else rec.size
+            directory += _CENTRAL.pack(
+                b"PK\x01\x02", needed, needed, _UTF8_NAMES, zipfile.ZIP_STORED, 0, _DOS_DATE,
+                rec.crc, stored, stored, len(rec.path), len(extra), 0, 0, 0, 0,
+                0xFFFFFFFF if far else rec.offset,
+            )  # fmt: skip
+            directory += rec.path + extra
+        count, start, size = len(self._written), self._offset, len(directory)
+        if count >= _MAX_COUNT or start >= _ZIP64_LIMIT or size >= _ZIP64_LIMIT:
+            directory += _END64.pack(b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, size, start)
+            directory += _LOCATOR64.pack(b"PK\x06\x07", 0, start + size, 1)
+            count, size, start = _MAX_COUNT, 0xFFFFFFFF, 0xFFFFFFFF
+        directory += _END.pack(b"PK\x05\x06", 0, 0, count, count, size, start, 0)
+        self._write(directory)
+        self._fileobj.flush()
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:  # raw streams (pipes, sockets) may take part of a buffer per call
+            written = self._fileobj.write(view)
+            view = view[len(view) if written is None else written :]
+        self._offset += len(data)
+
+
+class ArchiveReader(ABC):
+    """Read access to a package's records, named without the top-level folder."""
+
+    name: str  # for messages: the path, or "<binary>"
+    _version: int
+
+    def version(self) -> int:
+        return self._version
+
+    @abstractmethod
+    def records(self) -> list[str]: ...
+
+    @abstractmethod
+    def has_record(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def read(self, name: str) -> bytes: ...
+
+    @abstractmethod
+    def read_view(self, name: str) -> memoryview:
+        """A writable buffer of the record's bytes; writes to it never reach a file on disk."""
+
+    @abstractmethod
+    def record_offset(self, name: str) -> int | None:
+        """Absolute file offset of a stored record's data; None where there is none."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _read_version(self, *, required: bool) -> int:
+        for record in _VERSION_RECORDS:
+            if self.has_record(record):
+                return _parse_version(self.read(record), self.name)
+        if required:
+            raise ArchiveFormatError(
+                f"{self.name} has no .data/version record, so it is not a torch.package archive "
+                "(a zip made by another tool, or a torch.save/TorchScript file?). Open a file "
+                "written by PackageExporter, or load other files with torch.load/torch.jit.load."
+            )
+        return WRITTEN_VERSION
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: zipfile.ZipInfo
+    offset: int | None  # where a stored record's data starts; None for compressed ones
+
+
+class ZipArchiveReader(ArchiveReader):
+    """Reads a zip archive from a path or a binary file object.
+
+    With ``mmap=True`` stored records are served as views of a private
+    copy-on-write map of the file (``io.BytesIO``: of its buffer, which the
+    views share), so large storages are never copied.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, mmap: bool = True) -> None:
+        self._closed = False
+        self._map: _mmap.mmap | None = None
+        self._buffer: memoryview | None = None
+        if isinstance(source, (str, os.PathLike)):
+            self.name, self._owns_file = os.fspath(source), True
+            try:
+                self._file: BinaryIO = open(self.name, "rb")  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                raise ArchiveFormatError(
+                    f"cannot open {self.name}: {exc.strerror or exc}. Check the path and that "
+                    "the file is readable."
+                ) from exc
+        else:
+            self.name, self._file, self._owns_file = "<binary>", source, False
+        try:
+            self._zip = self._open_zip()
+            if mmap:
+                self._map_source()
+            self._entries = self._index()
+            self._version = self._read_version(required=True)
+        except BaseException:
+            self._release()
+            raise
+
+    def records(self) -> list[str]:
+        return list(self._entries)
+
+    def has_record(self, name: str) -> bool:
+        return name in self._entries
+
+    def read(self, name: str) -> bytes:
+        info = self._entry(name).info
+        try:
+            return self._zip.read(info)  # checks the CRC and decompresses
+        except _ZIP_ERRORS as exc:
+            raise self._damaged(f"has a damaged record {name!r} ({exc})") from exc
+
+    def read_view(self, name: str) -> memoryview:
+        """A view into the map (not CRC-checked: that would touch every page), else a copy."""
+        entry = self._entry(name)
+        if entry.offset is None or self._buffer is None:
+            return memoryview(bytearray(self.read(name)))
+        return self._buffer[entry.offset : entry.offset + entry.info.file_size]
+
+    def record_offset(self, name: str) -> int | None:
+        return self._entry(name).offset
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._zip.close()
+            self._release()
+
+    def _entry(self, name: str) -> _Entry:
+        if self._closed:
+            raise ValueError(f"{self.name} is closed")
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise RecordNotFoundError(name, self.name) from None
+
+    def _damaged(self, found: str) -> ArchiveFormatError:
+        return ArchiveFormatError(f"{self.name} {found}. {_RECOPY}")
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        try:
+            return zipfile.ZipFile(self._file)
+        except _ZIP_ERRORS as exc:
+            raise ArchiveFormatError(
+                f"{self.name} {self._diagnose(exc)}. Pass the file PackageExporter wrote; if it "
+                "was copied or downloaded, copy it again."
+            ) from exc
+
+    def _diagnose(self, exc: Exception) -> str:
+        """What a file that zipfile rejected turned out to be."""
+        try:
+            self._file.seek(0)
+            head = self._file.read(4)
+        except OSError:
+            return f"cannot be read as a zip ({exc}): it must be a readable, seekable binary file"
+        if not head:
+            return "is empty (0 bytes), not a zip file"
+        if not (head.startswith(b"PK") or b"PK".startswith(head)):
+            return f"is not a zip file (it starts with {head!r}); a torch.package archive is a zip"
+        if str(exc) == "File is not a zip file":  # zipfile found no end-of-directory record
+            return "is truncated: it starts as a zip but its end-of-central-directory is missing"
+        return f"has a corrupt zip directory ({exc})"
+
+    def _map_source(self) -> None:
+        if isinstance(self._file, io.BytesIO):
+            self._buffer = self._file.getbuffer()
+            return
+        try:
+            self._map = _mmap.mmap(self._file.fileno(), 0, access=_mmap.ACCESS_COPY)
+        except (AttributeError, OSError, ValueError):  # no mappable file behind it: read instead
+            return
+        self._buffer = memoryview(self._map)
+
+    def _index(self) -> dict[str, _Entry]:
+        infos = [info for info in self._zip.infolist() if not info.is_dir()]
+        names = {info.filename for info in infos}
+        prefix = ""
+        tops = {name.partition("/")[0] for name in names}
+        if ".data/version" not in names and len(tops) == 1 and all("/" in n for n in names):
+            top = tops.pop() + "/"
+            if any(top + record in names for record in _VERSION_RECORDS):
+                prefix = top
+        end = self._file.seek(0, os.SEEK_END)
+        entries: dict[str, _Entry] = {}
+        for info in infos:
+            name = info.filename[len(prefix) :]
+            if _escapes(info.filename):
+                raise ArchiveFormatError(
+                    f"{self.name} has a record named {info.filename!r}, which points outside "
+                    "the archive ('..' or an absolute path). Refusing to read a possibly hostile "
+                    "archive; do not load it."
+                )
+            if info.flag_bits & 0x1:
+                raise self._damaged(f"has an encrypted record {name!r} (packages never are)")
+            if name in entries:
+                raise self._damaged(f"has two records named {name!r}")
+            entries[name] = _Entry(info, self._data_offset(info, end))
+        return entries
+
+    def _data_offset(self, info: zipfile.ZipInfo, end: int) -> int | None:
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        self._file.seek(info.header_offset)
+        header = self._file.read(_LOCAL.size)
+        if len(header) < _LOCAL.size or not header.startswith(b"PK\x03\x04"):
+            raise self._damaged(f"has no local header for record {info.filename!r}")
+        *_, name_len, extra_len = _LOCAL.unpack(header)
+        offset: int = info.header_offset + _LOCAL.size + name_len + extra_len
+        if info.compress_size != info.file_size:
+            raise self._damaged(f"has a stored record {info.filename!r} with two different sizes")
+        if offset + info.file_size > end:
+            raise self._damaged(f"is truncated: record {info.filename!r} ends past the file")
+        return offset
+
+    def _release(self) -> None:
+        if self._buffer is not None:
+            self._buffer.release()
+        if self._map is not None:
+            # Views handed out may still point into the map; then the GC unmaps it after them.
+            with contextlib.suppress(BufferError):
+                self._map.close()
+        if self._owns_file:
+            self._file.close()
+
+
+class DirectoryArchiveReader(ArchiveReader):
+    """Reads an unzipped package: records are the files under the directory."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.name = os.fspath(path)
+        self._root = Path(path)
+        if not self._root.is_dir():
+            raise ArchiveFormatError(f"{self.name} is not a directory; pass an unzipped package")
+        # Old torch.package directories have no version record: accept them as the version we write.
+        self._version = self._read_version(required=False)
+
+    def records(self) -> list[str]:
+        paths = (path for path in self._root.rglob("*") if path.is_file())
+        return sorted(path.relative_to(self._root).as_posix() for path in paths)
+
+    def has_record(self, name: str) -> bool:
+        return not _escapes(name) and (self._root / name).is_file()
+
+    def read(self, name: str) -> bytes:
+        return self._path(name).read_bytes()
+
+    def read_view(self, name: str) -> memoryview:
+        with self._path(name).open("rb") as file:
+            buffer = bytearray(os.fstat(file.fileno()).st_size)
+            return memoryview(buffer)[: file.readinto(buffer)]
+
+    def record_offset(self, name: str) -> int | None:
+        self._path(name)
+        return None
+
+    def close(self) -> None:
+        """Nothing is held open between reads."""
+
+    def _path(self, name: str) -> Path:
+        if not self.has_record(name):
+            raise RecordNotFoundError(name, self.name)
+        return self._root / name
+
+
+def open_archive(source: str | os.PathLike[str] | BinaryIO, *, mmap: bool = True) -> ArchiveReader:
+    """Open a package: a zip (path or binary file object) or an unzipped directory."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        return DirectoryArchiveReader(source)
+    return ZipArchiveReader(source, mmap=mmap)

@@ -1,0 +1,99 @@
+"""Archives cross over both ways between the archive layer and torch's own zip reader/writer."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.package import PackageExporter, PackageImporter  # noqa: E402
+
+from torchpkg._archive import ALIGNMENT, ArchiveWriter, ZipArchiveReader  # noqa: E402
+
+TENSOR = torch.arange(100, dtype=torch.float32)
+RECORDS = {
+    "pkg/__init__.py": b"",
+    "pkg/notes.txt": b"hello",
+    ".data/0.storage": TENSOR.numpy().tobytes(),
+    ".data/version": b"6\n",
+}
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> Path:
+    path = tmp_path / "ours.pt"
+    with path.open("wb") as out:
+        writer = ArchiveWriter(out, "ours")
+        for name, data in RECORDS.items():
+            writer.write_record(name, data)
+        writer.close()
+    return path
+
+
+def test_torch_reader_lists_and_reads_our_records(written: Path) -> None:
+    reader = torch._C.PyTorchFileReader(str(written))
+    assert sorted(reader.get_all_records()) == sorted(RECORDS)
+    assert {name: reader.get_record(name) for name in RECORDS} == RECORDS
+
+
+def test_torch_reader_finds_our_storage_data_at_our_aligned_offset(written: Path) -> None:
+    reader = torch._C.PyTorchFileReader(str(written))
+    with ZipArchiveReader(written) as ours:
+        offset = ours.record_offset(".data/0.storage")
+    assert offset is not None
+    assert offset % ALIGNMENT == 0
+    assert reader.get_record_offset(".data/0.storage") == offset
+    nbytes = TENSOR.nbytes
+    storage = reader.get_storage_from_record(".data/0.storage", nbytes, torch.uint8)
+    loaded = torch.frombuffer(bytearray(bytes(storage.untyped_storage())), dtype=torch.float32)
+    assert torch.equal(loaded, TENSOR)
+
+
+def test_torch_reader_reads_our_archive_from_a_file_object(written: Path) -> None:
+    reader = torch._C.PyTorchFileReader(io.BytesIO(written.read_bytes()))
+    assert reader.get_record("pkg/notes.txt") == b"hello"
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> Path:
+    path = tmp_path / "exported.pt"
+    with PackageExporter(str(path)) as exporter:
+        exporter.save_text("pkg", "notes.txt", "hello")
+        exporter.save_pickle("pkg", "tensor.pkl", TENSOR)
+    return path
+
+
+def test_package_exporter_archive_reads_with_prefix_stripped(exported: Path) -> None:
+    with ZipArchiveReader(exported) as reader:
+        records = reader.records()
+        assert {"pkg/notes.txt", "pkg/tensor.pkl", ".data/version"} <= set(records)
+        assert not any(name.startswith("exported/") for name in records)
+        assert reader.version() == 6
+        assert reader.read("pkg/notes.txt") == b"hello"
+
+
+def test_package_exporter_storage_is_a_zero_copy_view_of_the_tensor_bytes(exported: Path) -> None:
+    with ZipArchiveReader(exported) as reader:
+        (storage,) = [name for name in reader.records() if name.endswith(".storage")]
+        offset = reader.record_offset(storage)
+        assert offset is not None
+        assert offset % ALIGNMENT == 0
+        view = reader.read_view(storage)
+        assert torch.equal(torch.frombuffer(view, dtype=torch.float32), TENSOR)
+
+
+def test_package_rewritten_record_by_record_loads_in_package_importer(
+    exported: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "rewritten.pt"
+    with ZipArchiveReader(exported) as reader, path.open("wb") as out:
+        writer = ArchiveWriter(out, "rewritten")
+        for name in reader.records():
+            writer.write_record(name, reader.read_view(name))
+        writer.close()
+    importer = PackageImporter(str(path))
+    assert importer.load_text("pkg", "notes.txt") == "hello"
+    assert torch.equal(importer.load_pickle("pkg", "tensor.pkl"), TENSOR)

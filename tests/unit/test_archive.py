@@ -1,0 +1,357 @@
+"""The archive layer: aligned STORED records, zip64, readers over files, buffers and dirs."""
+
+from __future__ import annotations
+
+import array
+import io
+import mmap
+import struct
+import tracemalloc
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from torchpkg import _archive
+from torchpkg._archive import (
+    ALIGNMENT,
+    ArchiveWriter,
+    DirectoryArchiveReader,
+    ZipArchiveReader,
+    open_archive,
+)
+from torchpkg.errors import RecordNotFoundError
+
+RECORDS = {
+    "pkg/__init__.py": b"",
+    "pkg/model.py": b"import torch\n",
+    ".data/0.storage": bytes(range(256)) * 3,
+    ".data/extern_modules": b"torch\n",
+    ".data/version": b"6\n",
+}
+
+
+def write_archive(
+    records: Mapping[str, bytes | memoryview] = RECORDS, archive_name: str = "archive"
+) -> bytes:
+    out = io.BytesIO()
+    writer = ArchiveWriter(out, archive_name)
+    for name, data in records.items():
+        writer.write_record(name, data)
+    writer.close()
+    return out.getvalue()
+
+
+@pytest.fixture
+def archive_path(tmp_path: Path) -> Path:
+    path = tmp_path / "my_pkg.pt"
+    path.write_bytes(write_archive(archive_name="my_pkg"))
+    return path
+
+
+def local_headers(data: bytes) -> list[tuple[str, bytes, int]]:
+    """(name, extra field, data offset) of each local header, parsed independently of _archive."""
+    headers, pos = [], 0
+    while data.startswith(b"PK\x03\x04", pos):
+        size, name_len, extra_len = struct.unpack_from("<L2H", data, pos + 22)
+        name_end = pos + 30 + name_len
+        offset = name_end + extra_len
+        headers.append((data[pos + 30 : name_end].decode(), data[name_end:offset], offset))
+        pos = offset + size
+    return headers
+
+
+def test_round_trip_gives_every_record_back_in_write_order(archive_path: Path) -> None:
+    with ZipArchiveReader(archive_path) as reader:
+        assert reader.records() == list(RECORDS)
+        assert {name: reader.read(name) for name in RECORDS} == RECORDS
+        assert reader.version() == 6
+
+
+def test_records_are_stored_under_the_archive_name_folder(archive_path: Path) -> None:
+    with zipfile.ZipFile(archive_path) as zf:
+        assert zf.namelist() == [f"my_pkg/{name}" for name in RECORDS]
+        assert {info.compress_type for info in zf.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_every_record_data_starts_at_a_64_byte_aligned_offset(archive_path: Path) -> None:
+    headers = local_headers(archive_path.read_bytes())
+    assert [name for name, _, _ in headers] == [f"my_pkg/{name}" for name in RECORDS]
+    with ZipArchiveReader(archive_path) as reader:
+        for (_, extra, offset), name in zip(headers, RECORDS, strict=True):
+            assert extra[:2] == b"FB"  # torch's padding header id
+            assert offset % ALIGNMENT == 0
+            assert reader.record_offset(name) == offset
+
+
+def test_same_records_in_same_order_give_identical_bytes() -> None:
+    assert write_archive() == write_archive()
+
+
+def test_timestamps_are_fixed_at_1980_01_01() -> None:
+    with zipfile.ZipFile(io.BytesIO(write_archive())) as zf:
+        assert {info.date_time for info in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_writing_a_record_name_twice_raises_value_error_naming_it() -> None:
+    writer = ArchiveWriter(io.BytesIO())
+    writer.write_record("pkg/a.py", b"1")
+    with pytest.raises(ValueError, match=r"'pkg/a\.py' was already written"):
+        writer.write_record("pkg/a.py", b"2")
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/../../b", "C:/x", "", "pkg/"])
+def test_writer_rejects_names_that_are_not_relative_file_paths(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid record name"):
+        ArchiveWriter(io.BytesIO()).write_record(name, b"")
+
+
+def test_writer_tracks_records_and_has_record() -> None:
+    writer = ArchiveWriter(io.BytesIO())
+    writer.write_record("b.txt", b"")
+    writer.write_record("a.txt", b"")
+    assert writer.records == ["b.txt", "a.txt"]
+    assert writer.has_record("a.txt")
+    assert not writer.has_record("c.txt")
+
+
+def test_close_is_idempotent_and_leaves_the_file_object_open() -> None:
+    out = io.BytesIO()
+    writer = ArchiveWriter(out)
+    writer.close()
+    size = len(out.getvalue())
+    writer.close()
+    assert len(out.getvalue()) == size
+    assert not out.closed
+
+
+def test_writer_accepts_buffers_of_wider_items() -> None:
+    floats = array.array("f", [1.0, 2.0, 3.0])
+    with ZipArchiveReader(
+        io.BytesIO(write_archive({".data/version": b"6\n", "f": memoryview(floats)}))
+    ) as r:
+        assert r.read("f") == floats.tobytes()
+
+
+def test_zip64_fields_are_written_past_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_archive, "_ZIP64_LIMIT", 100)  # sizes and offsets past it need zip64
+    data = write_archive()
+    assert b"PK\x06\x06" in data  # zip64 end-of-central-directory record
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.testzip() is None
+        assert zf.getinfo("archive/.data/0.storage").file_size == len(RECORDS[".data/0.storage"])
+    with ZipArchiveReader(io.BytesIO(data)) as reader:
+        assert {name: reader.read(name) for name in RECORDS} == RECORDS
+        assert {(reader.record_offset(name) or 1) % ALIGNMENT for name in RECORDS} == {0}
+
+
+def test_zip64_end_record_is_written_for_many_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_archive, "_MAX_COUNT", 3)  # stands in for 65535 entries
+    data = write_archive()
+    assert b"PK\x06\x06" in data
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert len(zf.infolist()) == len(RECORDS)
+
+
+class PipeLike(io.RawIOBase):
+    """A write-only stream that cannot seek or tell and takes at most 100 bytes per call."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        chunk = bytes(memoryview(data)[:100])  # type: ignore[arg-type]
+        self.chunks.append(chunk)
+        return len(chunk)
+
+    def seek(self, *args: object) -> int:
+        raise OSError("not seekable")
+
+    def tell(self) -> int:
+        raise OSError("cannot tell")
+
+
+def test_writer_never_seeks_and_handles_partial_writes() -> None:
+    pipe = PipeLike()
+    writer = ArchiveWriter(pipe)  # type: ignore[arg-type]
+    for name, data in RECORDS.items():
+        writer.write_record(name, data)
+    writer.close()
+    assert b"".join(pipe.chunks) == write_archive()
+
+
+def test_read_view_of_a_file_is_a_writable_view_of_a_private_mmap(archive_path: Path) -> None:
+    with ZipArchiveReader(archive_path) as reader:
+        view, again = reader.read_view(".data/0.storage"), reader.read_view(".data/0.storage")
+        assert isinstance(view.obj, mmap.mmap)
+        assert not view.readonly
+        view[0] = 0xAB
+        assert again[0] == 0xAB  # both views share the map's memory: nothing was copied
+    with ZipArchiveReader(archive_path) as reader:
+        assert reader.read(".data/0.storage") == RECORDS[".data/0.storage"]  # file untouched
+
+
+def test_read_view_without_mmap_is_a_writable_copy(archive_path: Path) -> None:
+    with ZipArchiveReader(archive_path, mmap=False) as reader:
+        view, again = reader.read_view(".data/0.storage"), reader.read_view(".data/0.storage")
+        assert isinstance(view.obj, bytearray)
+        view[0] = 0xAB
+        assert again[0] == 0
+        assert bytes(again) == RECORDS[".data/0.storage"]
+
+
+def test_read_view_of_bytesio_shares_its_buffer() -> None:
+    source = io.BytesIO(write_archive())
+    with ZipArchiveReader(source) as reader:
+        view = reader.read_view(".data/0.storage")
+        assert bytes(view) == RECORDS[".data/0.storage"]
+        view[0] = 0xAB
+        assert source.getvalue()[reader.record_offset(".data/0.storage") or 0] == 0xAB
+
+
+def test_read_view_of_bytesio_without_mmap_is_a_copy() -> None:
+    with ZipArchiveReader(io.BytesIO(write_archive()), mmap=False) as reader:
+        assert isinstance(reader.read_view(".data/0.storage").obj, bytearray)
+
+
+def test_file_object_with_a_fileno_is_mapped(archive_path: Path) -> None:
+    with archive_path.open("rb") as file, ZipArchiveReader(file) as reader:
+        assert reader.name == "<binary>"
+        assert isinstance(reader.read_view("pkg/model.py").obj, mmap.mmap)
+
+
+def test_file_object_without_a_fileno_falls_back_to_reading(archive_path: Path) -> None:
+    source = io.BufferedReader(io.BytesIO(archive_path.read_bytes()))
+    with source, ZipArchiveReader(source) as reader:
+        view = reader.read_view("pkg/model.py")
+    assert isinstance(view.obj, bytearray)
+    assert bytes(view) == RECORDS["pkg/model.py"]
+
+
+def test_close_with_live_views_does_not_raise_and_views_stay_valid(archive_path: Path) -> None:
+    reader = ZipArchiveReader(archive_path)
+    view = reader.read_view(".data/0.storage")
+    reader.close()
+    reader.close()
+    assert bytes(view) == RECORDS[".data/0.storage"]
+
+
+def test_reading_a_closed_reader_raises_value_error(archive_path: Path) -> None:
+    reader = ZipArchiveReader(archive_path)
+    reader.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.read_view("pkg/model.py")
+
+
+def test_read_view_of_many_large_records_copies_nothing(tmp_path: Path) -> None:
+    block = memoryview(bytearray(5 * 2**20))  # 20 x 5 MiB, written from one buffer
+    records = {".data/version": b"6\n"} | {f".data/{i}.storage": block for i in range(20)}
+    path = tmp_path / "big.pt"
+    with path.open("wb") as out:
+        writer = ArchiveWriter(out, "big")
+        for name, data in records.items():
+            writer.write_record(name, data)
+        writer.close()
+    with ZipArchiveReader(path) as reader:
+        tracemalloc.start()
+        views = [reader.read_view(f".data/{i}.storage") for i in range(20)]
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < 2**20
+        assert all(
+            view.nbytes == block.nbytes and isinstance(view.obj, mmap.mmap) for view in views
+        )
+
+
+def test_deflated_records_are_readable(tmp_path: Path) -> None:
+    path = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in RECORDS.items():
+            zf.writestr(f"deflated/{name}", data)
+    with ZipArchiveReader(path) as reader:
+        assert reader.read(".data/0.storage") == RECORDS[".data/0.storage"]
+        view = reader.read_view(".data/0.storage")
+        assert bytes(view) == RECORDS[".data/0.storage"]
+        assert not view.readonly
+        assert reader.record_offset(".data/0.storage") is None
+
+
+def zip_of(names: list[str]) -> io.BytesIO:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name in names:
+            zf.writestr(name, b"6\n" if name.endswith("version") else b"x")
+    return out
+
+
+def test_top_level_folder_is_stripped_when_it_holds_the_version_record() -> None:
+    with ZipArchiveReader(zip_of(["model/.data/version", "model/pkg/a.py"])) as reader:
+        assert reader.records() == [".data/version", "pkg/a.py"]
+
+
+def test_legacy_version_record_under_the_top_folder_is_found() -> None:
+    with ZipArchiveReader(zip_of(["model/version", "model/data.pkl"])) as reader:
+        assert reader.records() == ["version", "data.pkl"]
+        assert reader.version() == 6
+
+
+def test_zip_of_unzipped_package_contents_is_read_as_it_is() -> None:
+    with ZipArchiveReader(zip_of([".data/version", "pkg/a.py"])) as reader:
+        assert reader.records() == [".data/version", "pkg/a.py"]
+
+
+def test_data_folder_alone_is_not_taken_for_a_top_level_folder() -> None:
+    with ZipArchiveReader(zip_of([".data/version", ".data/extern_modules"])) as reader:
+        assert reader.records() == [".data/version", ".data/extern_modules"]
+
+
+def test_zip_directory_entries_are_not_records() -> None:
+    with ZipArchiveReader(zip_of(["m/", "m/.data/", "m/.data/version", "m/a.py"])) as reader:
+        assert reader.records() == [".data/version", "a.py"]
+
+
+@pytest.fixture
+def package_dir(tmp_path: Path, archive_path: Path) -> Path:
+    with zipfile.ZipFile(archive_path) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    return tmp_path / "unzipped" / "my_pkg"
+
+
+def test_directory_reader_reads_an_unzipped_package(package_dir: Path) -> None:
+    with open_archive(package_dir) as reader:
+        assert isinstance(reader, DirectoryArchiveReader)
+        assert reader.records() == sorted(RECORDS)
+        assert reader.read("pkg/model.py") == RECORDS["pkg/model.py"]
+        assert reader.version() == 6
+        assert reader.record_offset("pkg/model.py") is None
+
+
+def test_directory_read_view_is_a_writable_copy_of_the_file(package_dir: Path) -> None:
+    reader = DirectoryArchiveReader(package_dir)
+    view = reader.read_view(".data/0.storage")
+    view[0] = 0xAB
+    assert bytes(view[1:]) == RECORDS[".data/0.storage"][1:]
+    assert (package_dir / ".data/0.storage").read_bytes() == RECORDS[".data/0.storage"]
+
+
+def test_directory_without_version_record_is_accepted(package_dir: Path) -> None:
+    (package_dir / ".data" / "version").unlink()
+    assert DirectoryArchiveReader(package_dir).version() == _archive.WRITTEN_VERSION
+
+
+def test_directory_reader_refuses_names_outside_the_directory(package_dir: Path) -> None:
+    reader = DirectoryArchiveReader(package_dir)
+    assert not reader.has_record("../my_pkg/pkg/model.py")
+    with pytest.raises(RecordNotFoundError):
+        reader.read("../my_pkg/pkg/model.py")
+
+
+def test_open_archive_of_a_file_path_gives_a_zip_reader(archive_path: Path) -> None:
+    with open_archive(str(archive_path), mmap=False) as reader:
+        assert isinstance(reader, ZipArchiveReader)
+        assert reader.name == str(archive_path)
+        assert isinstance(reader.read_view("pkg/model.py").obj, bytearray)
