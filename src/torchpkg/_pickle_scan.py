@@ -1,0 +1,155 @@
+"""Find the globals a pickle references, without unpickling it.
+
+The exporter needs the modules a pickled object will import at load time.
+``GLOBAL`` and ``INST`` name theirs in their argument; ``STACK_GLOBAL``
+(protocol 4+) takes module and name from the stack, where they arrive as string
+opcodes or, when repeated, as memo reads. So the scan keeps a shadow of the
+unpickler's stack and memo that holds only what it needs: the value of each
+string, and ``None`` for every other object.
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+from collections.abc import Iterator
+from typing import Any, TypeAlias
+
+__all__ = ["scan_globals"]
+
+# Opcodes that push a str (the unpickler decodes the protocol 0-2 byte strings too).
+_STRING_OPS = frozenset(
+    {
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "UNICODE",
+        "SHORT_BINSTRING",
+        "BINSTRING",
+        "STRING",
+    }
+)
+_PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+_Value: TypeAlias = str | None
+
+# Stack effect of each opcode, precomputed from pickletools' documentation of it:
+# (pops back to the last MARK first, then pops this many, then pushes this many).
+_EFFECTS = {
+    op.name: (
+        pickletools.markobject in op.stack_before,
+        op.stack_before.index(pickletools.markobject)
+        if pickletools.markobject in op.stack_before
+        else len(op.stack_before),
+        len(op.stack_after),
+    )
+    for op in pickletools.opcodes
+}
+
+
+def scan_globals(data: bytes | bytearray | memoryview) -> list[tuple[str, str]]:
+    """Return ``(module, qualname)`` for each global ``data`` references.
+
+    First-seen order, without duplicates. Raises ``ValueError`` for a malformed
+    pickle, and for a ``STACK_GLOBAL`` whose operands are computed at load time
+    (no pickler writes one; it cannot be resolved without running the pickle).
+    """
+    found: dict[tuple[str, str], None] = {}
+    shadow = _ShadowStack()
+    for opcode, arg, pos in _genops(data):
+        ref = shadow.step(opcode.name, arg, pos)
+        if ref is not None:
+            found[ref] = None
+    return list(found)
+
+
+class _ShadowStack:
+    """The unpickler's stack, metastack and memo, holding strings and ``None`` for the rest.
+
+    ``None`` stands for any value that is not a string constant of the pickle (a
+    REDUCE could build a str, but its value is unknown until load time).
+    """
+
+    def __init__(self) -> None:
+        # Like the unpickler: MARK saves the current stack on `metastack` and starts a new one.
+        self.stack: list[_Value] = []
+        self.metastack: list[list[_Value]] = []
+        self.memo: dict[int, _Value] = {}
+
+    def step(self, name: str, arg: Any, pos: int | None) -> tuple[str, str] | None:
+        """Apply opcode ``name``; return the global it references, if any."""
+        if name in _STRING_OPS:
+            self.stack.append(arg)
+        elif name in ("GLOBAL", "INST"):
+            module, _, qualname = str(arg).partition(" ")
+            if name == "INST":
+                self._pop_mark(name, pos)
+            self.stack.append(None)
+            return module, qualname
+        elif name == "STACK_GLOBAL":
+            pushed_module, pushed_qualname = self._pop(2, name, pos)
+            if pushed_module is None or pushed_qualname is None:
+                raise ValueError(
+                    f"unscannable pickle: STACK_GLOBAL at byte {pos} takes its module or name "
+                    "from a value built at load time, not from a string in the pickle"
+                )
+            self.stack.append(None)
+            return pushed_module, pushed_qualname
+        elif name == "MEMOIZE" or name in _PUT_OPS:
+            if not self.stack:
+                raise ValueError(f"malformed pickle: {name} at byte {pos} with an empty stack")
+            self.memo[len(self.memo) if name == "MEMOIZE" else arg] = self.stack[-1]
+        elif name in _GET_OPS:
+            if arg not in self.memo:
+                raise ValueError(
+                    f"malformed pickle: {name} at byte {pos} reads memo key {arg}, never written"
+                )
+            self.stack.append(self.memo[arg])
+        elif name == "DUP":
+            self.stack.extend(self._pop(1, name, pos) * 2)
+        elif name == "MARK":
+            self.metastack.append(self.stack)
+            self.stack = []
+        elif name == "POP" and not self.stack:
+            self._pop_mark(name, pos)  # POP on an empty stack discards the MARK, as unpickling does
+        else:  # every other opcode pushes values that are not string constants
+            pops_mark, pops, pushes = _EFFECTS[name]
+            if pops_mark:
+                self._pop_mark(name, pos)
+            if pops:
+                self._pop(pops, name, pos)
+            if pushes:
+                self.stack.extend([None] * pushes)
+        return None
+
+    def _pop(self, count: int, opname: str, pos: int | None) -> list[_Value]:
+        stack = self.stack
+        if count > len(stack):
+            raise ValueError(
+                f"malformed pickle: {opname} at byte {pos} needs {count} item(s) on the stack, "
+                f"found {len(stack)}"
+            )
+        popped = stack[len(stack) - count :]
+        del stack[len(stack) - count :]
+        return popped
+
+    def _pop_mark(self, opname: str, pos: int | None) -> None:
+        if not self.metastack:
+            raise ValueError(f"malformed pickle: {opname} at byte {pos} finds no MARK to pop to")
+        self.stack = self.metastack.pop()
+
+
+def _genops(
+    data: bytes | bytearray | memoryview,
+) -> Iterator[tuple[pickletools.OpcodeInfo, Any, int | None]]:
+    """``pickletools.genops``, with any error it raises on bad input as a ``ValueError``."""
+    ops = pickletools.genops(io.BytesIO(data))
+    while True:
+        try:
+            op = next(ops)
+        except StopIteration:
+            return
+        except Exception as exc:  # genops raises several types on garbage input
+            raise ValueError(f"malformed pickle: {exc}") from exc
+        yield op
