@@ -13,14 +13,15 @@ Framework records (``.data/version``, ``.data/extern_modules``, ``byteorder``,
 
 from __future__ import annotations
 
-import contextlib
 import io
 import mmap as _mmap
 import os
+import stat
 import struct
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import BinaryIO, Final
@@ -172,7 +173,16 @@ class ArchiveReader(ABC):
 
     @abstractmethod
     def read_view(self, name: str) -> memoryview:
-        """A writable buffer of the record's bytes; writes to it never reach a file on disk."""
+        """A writable buffer of the record's bytes, independent of every other view:
+        writes to it never reach the archive, the caller's buffer or another view."""
+
+    def views(self) -> RecordViews:
+        """Buffers of several records that are private to the holder as a set.
+
+        A loader takes one set per load, so the storages of one load share a
+        single copy-on-write map while two loads never see each other's writes.
+        """
+        return RecordViews(self.read_view)
 
     @abstractmethod
     def record_offset(self, name: str) -> int | None:
@@ -201,6 +211,13 @@ class ArchiveReader(ABC):
 
 
 @dataclass(frozen=True)
+class RecordViews:
+    """Writable record buffers handed out by ``ArchiveReader.views()``."""
+
+    view: Callable[[str], memoryview]
+
+
+@dataclass(frozen=True)
 class _Entry:
     info: zipfile.ZipInfo
     offset: int | None  # where a stored record's data starts; None for compressed ones
@@ -209,15 +226,15 @@ class _Entry:
 class ZipArchiveReader(ArchiveReader):
     """Reads a zip archive from a path or a binary file object.
 
-    With ``mmap=True`` stored records are served as views of a private
-    copy-on-write map of the file (``io.BytesIO``: of its buffer, which the
-    views share), so large storages are never copied.
+    With ``mmap=True`` stored records of a real file are served as views of a
+    private copy-on-write map of it, so large storages are never copied; each
+    ``views()`` set maps the file anew. Records of an ``io.BytesIO`` are copied
+    once (sharing its buffer would let loaded tensors write into the caller's bytes).
     """
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, mmap: bool = True) -> None:
         self._closed = False
-        self._map: _mmap.mmap | None = None
-        self._buffer: memoryview | None = None
+        self._mappable = False
         if isinstance(source, (str, os.PathLike)):
             self.name, self._owns_file = os.fspath(source), True
             try:
@@ -231,8 +248,7 @@ class ZipArchiveReader(ArchiveReader):
             self.name, self._file, self._owns_file = "<binary>", source, False
         try:
             self._zip = self._open_zip()
-            if mmap:
-                self._map_source()
+            self._mappable = mmap and _is_regular_file(self._file)
             self._entries = self._index()
             self._version = self._read_version(required=True)
         except BaseException:
@@ -253,11 +269,26 @@ class ZipArchiveReader(ArchiveReader):
             raise self._damaged(f"has a damaged record {name!r} ({exc})") from exc
 
     def read_view(self, name: str) -> memoryview:
-        """A view into the map (not CRC-checked: that would touch every page), else a copy."""
-        entry = self._entry(name)
-        if entry.offset is None or self._buffer is None:
+        return self.views().view(name)
+
+    def views(self) -> RecordViews:
+        """Mapped views are not CRC-checked: that would touch every page."""
+        mapping: list[memoryview] = []  # one private map per set, made on first use
+
+        def view(name: str) -> memoryview:
+            entry = self._entry(name)
+            end = (entry.offset or 0) + entry.info.file_size
+            if entry.offset is not None and self._mappable:
+                if not mapping:
+                    private = _mmap.mmap(self._file.fileno(), 0, access=_mmap.ACCESS_COPY)
+                    mapping.append(memoryview(private))
+                return mapping[0][entry.offset : end]
+            if entry.offset is not None and isinstance(self._file, io.BytesIO):
+                with self._file.getbuffer() as buffer:
+                    return memoryview(bytearray(buffer[entry.offset : end]))
             return memoryview(bytearray(self.read(name)))
-        return self._buffer[entry.offset : entry.offset + entry.info.file_size]
+
+        return RecordViews(view)
 
     def record_offset(self, name: str) -> int | None:
         return self._entry(name).offset
@@ -303,16 +334,6 @@ class ZipArchiveReader(ArchiveReader):
             return "is truncated: it starts as a zip but its end-of-central-directory is missing"
         return f"has a corrupt zip directory ({exc})"
 
-    def _map_source(self) -> None:
-        if isinstance(self._file, io.BytesIO):
-            self._buffer = self._file.getbuffer()
-            return
-        try:
-            self._map = _mmap.mmap(self._file.fileno(), 0, access=_mmap.ACCESS_COPY)
-        except (AttributeError, OSError, ValueError):  # no mappable file behind it: read instead
-            return
-        self._buffer = memoryview(self._map)
-
     def _index(self) -> dict[str, _Entry]:
         infos = [info for info in self._zip.infolist() if not info.is_dir()]
         names = {info.filename for info in infos}
@@ -355,12 +376,7 @@ class ZipArchiveReader(ArchiveReader):
         return offset
 
     def _release(self) -> None:
-        if self._buffer is not None:
-            self._buffer.release()
-        if self._map is not None:
-            # Views handed out may still point into the map; then the GC unmaps it after them.
-            with contextlib.suppress(BufferError):
-                self._map.close()
+        # Maps handed out by views() keep their own reference to the file.
         if self._owns_file:
             self._file.close()
 
@@ -409,3 +425,10 @@ def open_archive(source: str | os.PathLike[str] | BinaryIO, *, mmap: bool = True
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         return DirectoryArchiveReader(source)
     return ZipArchiveReader(source, mmap=mmap)
+
+
+def _is_regular_file(file: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):  # no real file behind it: read instead
+        return False

@@ -9,6 +9,9 @@ name is a package, and resources (importlib.resources).
 from __future__ import annotations
 
 import importlib.abc
+import threading
+from collections import OrderedDict
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from torchpkg.resources import PackageResourceReader
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
 
     from torchpkg.importer import PackageImporter
 
-__all__ = ["PackageLoader"]
+__all__ = ["PackageLoader", "compiled"]
 
 
 class PackageLoader(importlib.abc.Loader):
@@ -54,3 +57,36 @@ class PackageLoader(importlib.abc.Loader):
 
     def __reduce__(self) -> Any:
         raise TypeError("a package loader cannot be pickled")
+
+
+_CODE_CACHE_SIZE = 2048
+_code_cache: OrderedDict[tuple[str, str], CodeType] = OrderedDict()
+_code_cache_lock = threading.Lock()
+
+
+def compiled(source: str, record: str, filename: str) -> CodeType:
+    """Bytecode for a packaged module, shared by every importer of the same source.
+
+    Each importer needs its own mangled ``co_filename``; relabelling a cached code
+    object is far cheaper than compiling again.
+    """
+    key = (record, source)
+    with _code_cache_lock:
+        code = _code_cache.get(key)
+        if code is not None:
+            _code_cache.move_to_end(key)
+    if code is None:
+        code = compile(source, record, "exec", dont_inherit=True)
+        with _code_cache_lock:
+            _code_cache[key] = code
+            if len(_code_cache) > _CODE_CACHE_SIZE:
+                _code_cache.popitem(last=False)
+    return _relabel(code, filename)
+
+
+def _relabel(code: CodeType, filename: str) -> CodeType:
+    consts = tuple(
+        _relabel(const, filename) if isinstance(const, CodeType) else const
+        for const in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 from torchpkg import _tensors
 from torchpkg._archive import ArchiveReader, open_archive
-from torchpkg._importlib import PackageLoader
+from torchpkg._importlib import PackageLoader, compiled
 from torchpkg.environment import Importer, ModuleSource, SourceStatus
 from torchpkg.errors import (
     ArchiveFormatError,
@@ -59,18 +59,27 @@ class _Node:
 
 
 class PackageImporter(Importer):
-    """Open a package archive (a path, a binary file object, or an unzipped folder)."""
+    """Open a package archive (a path, a binary file object, or an unzipped folder).
+
+    With ``mmap=True`` (the default) tensors are views of a private copy-on-write
+    mapping of the archive: loading costs no copy and untouched weights take no
+    memory. Writing to such a tensor never changes the file. Replace an archive
+    with a new file (as PackageExporter does), never rewrite it in place, while
+    its tensors are alive. ``mmap=False`` reads each storage into memory.
+    """
 
     def __init__(
         self,
         file_or_buffer: str | os.PathLike[str] | BinaryIO,
         module_allowed: Callable[[str], bool] = lambda module_name: True,
+        *,
+        mmap: bool = True,
     ) -> None:
         if isinstance(file_or_buffer, (str, os.PathLike)):
             self.filename = os.fspath(file_or_buffer)
         else:
             self.filename = "<binary>"
-        self.zip_reader: ArchiveReader = open_archive(file_or_buffer)
+        self.zip_reader: ArchiveReader = open_archive(file_or_buffer, mmap=mmap)
         try:
             self.extern_modules = self.zip_reader.read(".data/extern_modules").decode().split()
             disallowed = [name for name in self.extern_modules if not module_allowed(name)]
@@ -112,6 +121,7 @@ class PackageImporter(Importer):
         restore: _tensors.RestoreLocation | None = None
         storages: dict[str, Any] = {}
         reduces: dict[Any, Any] = {}
+        views = self.zip_reader.views()
 
         def persistent_load(saved_id: Any) -> Any:
             nonlocal torch, restore
@@ -124,7 +134,7 @@ class PackageImporter(Importer):
                 storage_type, key, location, _size = saved_id[1:]
                 dtype = _tensors.storage_dtype(torch, storage_type)
                 if key not in storages:
-                    view = self.zip_reader.read_view(f".data/{key}.storage")
+                    view = views.view(f".data/{key}.storage")
                     location = location.decode() if isinstance(location, bytes) else location
                     storages[key] = restore(_tensors.load_storage(torch, view), location)
                 return torch.storage.TypedStorage(
@@ -381,7 +391,7 @@ class PackageImporter(Importer):
             source = self.zip_reader.read(node.source_file).decode("utf-8")
             lines = source.splitlines(keepends=True)
             linecache.cache[file] = (len(source), None, lines, file)
-            exec(compile(source, file, "exec", dont_inherit=True), namespace)
+            exec(compiled(source, node.source_file, file), namespace)
         return module
 
     def _forget(self, name: str) -> None:

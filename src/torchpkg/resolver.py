@@ -37,6 +37,25 @@ class _Request:
     required: bool  # False for imports the source can live without (not found is fine)
 
 
+_SCAN_CACHE_SIZE = 8192
+_scan_cache: dict[tuple[str, str, bool], list[ImportRef]] = {}
+
+
+def _scan_cached(source: str, module: str, is_package: bool) -> list[ImportRef]:
+    """The imports of a module's source; keyed by content, so an edit is never missed.
+
+    A second export of the same model in one process skips every parse.
+    """
+    key = (source, module, is_package)
+    refs = _scan_cache.get(key)
+    if refs is None:
+        refs = scan_imports(source, module, is_package, module)
+        if len(_scan_cache) >= _SCAN_CACHE_SIZE:
+            _scan_cache.pop(next(iter(_scan_cache)))
+        _scan_cache[key] = refs
+    return refs
+
+
 class Resolver:
     """Decides what each module becomes and follows the imports of interned ones."""
 
@@ -149,7 +168,7 @@ class Resolver:
         if node.source is None:
             return []
         try:
-            refs = scan_imports(node.source, node.name, node.is_package, node.name)
+            refs = _scan_cached(node.source, node.name, node.is_package)
         except (SyntaxError, ValueError) as error:
             self._fail(node, PackagingErrorReason.DEPENDENCY_RESOLUTION_FAILED, str(error))
             return []
