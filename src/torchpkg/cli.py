@@ -49,7 +49,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "format_version": reader.version(),
             "python_version": python,
             "records": len(records),
-            "storages": sum(1 for r in records if r.startswith(".data/") and r.endswith(".storage")),
+            "storages": sum(
+                1 for r in records if r.startswith(".data/") and r.endswith(".storage")
+            ),
             "modules": _modules(records),
             "extern_modules": externs,
             "pickles": [r for r in records if r.endswith(".pkl")],
@@ -75,14 +77,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         for name in _modules(importer.zip_reader.records()):
             try:
                 importer.import_module(name)
-            except Exception as error:  # noqa: BLE001 - every failure is reported, not raised
+            except Exception as error:  # every failure is reported, not raised
                 failures.append(f"module {name}: {type(error).__name__}: {error}")
         for record in importer.zip_reader.records():
             if record.endswith(".pkl") and args.pickles:
                 package, _, resource = record.rpartition("/")
                 try:
                     importer.load_pickle(package.replace("/", "."), resource)
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     failures.append(f"pickle {record}: {type(error).__name__}: {error}")
     for failure in failures:
         print(failure, file=sys.stderr)

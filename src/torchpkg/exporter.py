@@ -35,7 +35,12 @@ from torchpkg.errors import (
     Problem,
 )
 from torchpkg.glob import GlobPattern
-from torchpkg.pickling import create_pickler, pickle_protocol_error, torch_if_loaded
+from torchpkg.pickling import (
+    create_pickler,
+    pickle_protocol_error,
+    python3_name,
+    torch_if_loaded,
+)
 from torchpkg.policy import Action, Policy
 from torchpkg.resolver import Resolver
 
@@ -192,7 +197,10 @@ class PackageExporter:
             return
         data = buffer.getbuffer()
         if dependencies:
-            self._resolver.record_pickle_globals(node, scan_globals(data))
+            found = scan_globals(data)
+            if pickle_protocol < 3:
+                found = [python3_name(module, name) for module, name in found]
+            self._resolver.record_pickle_globals(node, found)
         self._writer.write_record(path, data)
 
     def save_text(self, package: str, resource: str, text: str) -> None:

@@ -9,6 +9,7 @@ holds torch objects: pickling plain Python objects never imports it.
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 import sys
 from collections.abc import Callable
@@ -80,6 +81,16 @@ _COMPAT_NAMES: dict[str, dict[str, object]] = {
 }
 
 
+def python3_name(module_name: str, name: str) -> tuple[str, str]:
+    """Pickles of protocol 2 and below name some globals as Python 2 did
+    (``copy_reg._reconstructor``); the C unpickler maps them back only when
+    ``find_class`` is not overridden, so we do it here, for export and load alike."""
+    renamed = _compat_pickle.NAME_MAPPING.get((module_name, name))
+    if renamed is not None:
+        return renamed
+    return _compat_pickle.IMPORT_MAPPING.get(module_name, module_name), name
+
+
 class PackageUnpickler(pickle.Unpickler):
     """Finds classes through a PackageImporter and rebuilds persistent objects."""
 
@@ -94,6 +105,7 @@ class PackageUnpickler(pickle.Unpickler):
         return self._persistent_load(pid)
 
     def find_class(self, module_name: str, name: str) -> Any:
+        module_name, name = python3_name(module_name, name)
         renamed = _COMPAT_NAMES.get(module_name, {}).get(name)
         if renamed is not None:
             return renamed
