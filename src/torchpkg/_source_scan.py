@@ -53,6 +53,10 @@ def scan_imports(
     """
     package = module_name if is_package else module_name.rpartition(".")[0]
     scanner = _Scanner(module_name, package, filename)
+    # Expressions can only import through these calls: without them in the text,
+    # visiting statements alone finds everything, several times faster.
+    text = source if isinstance(source, str) else source.decode("latin-1")
+    scanner.skip_expressions = "import_module" not in text and "__import__" not in text
     scanner.visit(_parse(source, filename))
     return scanner.refs
 
@@ -85,6 +89,13 @@ class _Scanner(ast.NodeVisitor):
         self._type_checking_names = {"TYPE_CHECKING"}
         self._importlib_names = {"importlib"}
         self._import_module_names: set[str] = set()
+
+    skip_expressions = False
+
+    def visit(self, node: ast.AST) -> None:
+        if self.skip_expressions and isinstance(node, (ast.expr, ast.arguments)):
+            return
+        super().visit(node)
 
     # -- import statements ---------------------------------------------------------
 

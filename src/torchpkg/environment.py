@@ -72,9 +72,10 @@ class Importer(ABC):
         """The module's source, found without executing the module."""
 
     def whichmodule(self, obj: Any, name: str) -> str:
+        """The (demangled) name of the module that defines ``obj``."""
         module_name = getattr(obj, "__module__", None)
         if isinstance(module_name, str):
-            return module_name
+            return demangle(module_name)
         for module_name, module in list(sys.modules.items()):
             try:
                 if module is not None and _getattribute(module, name) is obj:
@@ -97,8 +98,8 @@ class Importer(ABC):
             if not isinstance(reduced, str):
                 raise ObjNotFoundError(f"{obj!r} has no __qualname__ or __name__ to pickle it by")
             name = reduced
-        found_in = self.whichmodule(obj, name)
-        module_name = demangle(found_in)
+        module_name = self.whichmodule(obj, name)
+        found_in = getattr(obj, "__module__", module_name)
         try:
             found = _getattribute(self.import_module(module_name), name)
         except (ImportError, AttributeError) as error:

@@ -53,6 +53,7 @@ class PackagingErrorReason(enum.Enum):
     MODULE_NOT_FOUND = "Module could not be found in the exporting environment."
     OBJECT_NOT_FOUND = "A pickled object could not be found again under its module and name."
     UNPICKLABLE = "An object could not be pickled."
+    FROM_ANOTHER_PACKAGE = "An object was loaded from a package this exporter does not know."
     EMPTY_MATCH = "A pattern marked allow_empty=False matched no module."
 
     def __repr__(self) -> str:
@@ -93,6 +94,10 @@ _NEXT_STEPS: dict[PackagingErrorReason, str] = {
     PackagingErrorReason.UNPICKLABLE: (
         "drop or replace the member (lambdas, open files, locks cannot be pickled), or "
         "define __getstate__ / __reduce_package__ on its owner."
+    ),
+    PackagingErrorReason.FROM_ANOTHER_PACKAGE: (
+        "pass importer=(that PackageImporter, sys_importer) to the PackageExporter, so its "
+        "modules are found in the archive they came from."
     ),
     PackagingErrorReason.EMPTY_MATCH: (
         "fix the pattern, or pass allow_empty=True if matching nothing is expected."

@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import platform
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ from torchpkg.resolver import Resolver
 __all__ = ["ActionHook", "PackageExporter", "RemovableHandle"]
 
 logger = logging.getLogger("torchpkg")
+_MANGLED_IN_TEXT = re.compile(r"<torch_package_\d+>")
 
 ActionHook = Callable[["PackageExporter", str], None]
 _SPOOL_BYTES = 64 << 20
@@ -457,6 +459,8 @@ class PackageExporter:
 
 
 def _pickling_reason(exc: BaseException) -> PackagingErrorReason:
+    if _MANGLED_IN_TEXT.search(str(exc)):
+        return PackagingErrorReason.FROM_ANOTHER_PACKAGE
     if isinstance(exc, (ObjNotFoundError, ObjMismatchError)) or "attribute lookup" in str(exc):
         return PackagingErrorReason.OBJECT_NOT_FOUND
     return PackagingErrorReason.UNPICKLABLE

@@ -136,7 +136,7 @@ class Resolver:
                 self._not_found(node)
             return []
         if is_mangled(name):
-            self._fail(node, PackagingErrorReason.MODULE_NOT_FOUND, mangled_name_hint(name))
+            self._fail(node, PackagingErrorReason.FROM_ANOTHER_PACKAGE, mangled_name_hint(name))
             return []
         if is_implicitly_extern(name):
             node.action, node.implicit = Action.EXTERN, True
