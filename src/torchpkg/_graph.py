@@ -71,7 +71,9 @@ class DependencyGraph:
         return tuple(chain)
 
     def to_dot(self, edges: list[tuple[str, str]] | None = None) -> str:
-        lines = "\n".join(f'"{src}" -> "{dst}";' for src, dst in (edges or self.edges()))
+        lines = "\n".join(
+            f'"{src}" -> "{dst}";' for src, dst in (self.edges() if edges is None else edges)
+        )
         return f"digraph G {{\nrankdir = LR;\nnode [shape=box];\n{lines}\n}}\n"
 
     def all_paths(self, src: str, dst: str) -> str:

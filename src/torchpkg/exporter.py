@@ -17,8 +17,9 @@ import platform
 import re
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import TracebackType
 from typing import IO, Any, BinaryIO, cast
 
@@ -49,6 +50,7 @@ __all__ = ["ActionHook", "PackageExporter", "RemovableHandle"]
 
 logger = logging.getLogger("torchpkg")
 _MANGLED_IN_TEXT = re.compile(r"<torch_package_\d+>")
+_MISSING_MODULE = re.compile(r"(?:import of module|No module named) '([^']+)'")
 
 ActionHook = Callable[["PackageExporter", str], None]
 _SPOOL_BYTES = 64 << 20
@@ -74,9 +76,13 @@ class RemovableHandle:
 
 
 def _record_path(package: str, resource: str) -> str:
-    resource = resource.replace("\\", "/").lstrip("/")
+    if PurePosixPath(resource).is_absolute() or PureWindowsPath(resource).anchor:
+        raise ValueError(f"resource {resource!r} must be a relative path, not an absolute one")
+    resource = resource.replace("\\", "/")
     if not resource or any(part in ("", ".", "..") for part in resource.split("/")):
-        raise ValueError(f"resource {resource!r} must be a relative path without '.' or '..' parts")
+        raise ValueError(
+            f"resource {resource!r} must be a relative path without empty, '.' or '..' parts"
+        )
     package_path = package.replace(".", "/")
     return f"{package_path}/{resource}" if package_path else resource
 
@@ -124,6 +130,8 @@ class PackageExporter:
             self._temp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned until close()
                 dir=directory, prefix=f".{self._target_path.name}.", suffix=".tmp", delete=False
             )
+            # An exporter dropped without close() must not leave its temp file behind.
+            self._cleanup = weakref.finalize(self, _remove, self._temp)
             archive_name = self._target_path.stem or "archive"
         else:
             if not hasattr(f, "write"):
@@ -189,13 +197,7 @@ class PackageExporter:
         try:
             pickler.dump(obj)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-            self._problems.append(
-                Problem(
-                    _pickling_reason(exc),
-                    node,
-                    f"{type(obj).__name__} object: {exc}",
-                )
-            )
+            self._problems.append(_pickling_problem(node, obj, exc))
             return
         data = buffer.getbuffer()
         if dependencies:
@@ -445,6 +447,7 @@ class PackageExporter:
             os.fsync(self._temp.fileno())
             self._temp.close()
             os.replace(self._temp.name, self._target_path)
+            self._cleanup.detach()
             return
         assert self._target_file is not None
         self._temp.seek(0)
@@ -453,14 +456,29 @@ class PackageExporter:
         self._temp.close()
 
     def _discard(self) -> None:
-        self._temp.close()
         if self._target_path is not None:
-            Path(self._temp.name).unlink(missing_ok=True)
+            self._cleanup()
+        else:
+            self._temp.close()
 
 
-def _pickling_reason(exc: BaseException) -> PackagingErrorReason:
-    if _MANGLED_IN_TEXT.search(str(exc)):
-        return PackagingErrorReason.FROM_ANOTHER_PACKAGE
-    if isinstance(exc, (ObjNotFoundError, ObjMismatchError)) or "attribute lookup" in str(exc):
-        return PackagingErrorReason.OBJECT_NOT_FOUND
-    return PackagingErrorReason.UNPICKLABLE
+def _remove(temp: IO[bytes]) -> None:
+    temp.close()
+    Path(temp.name).unlink(missing_ok=True)
+
+
+def _pickling_problem(node: str, obj: object, exc: BaseException) -> Problem:
+    """Why pickling failed, read off the pickler's error (it carries no structured cause)."""
+    text = str(exc)
+    context = f"{type(obj).__name__} object: {text}"
+    if _MANGLED_IN_TEXT.search(text):
+        return Problem(PackagingErrorReason.FROM_ANOTHER_PACKAGE, node, context)
+    missing = _MISSING_MODULE.search(text)
+    if missing is not None:
+        module = missing.group(1)
+        return Problem(PackagingErrorReason.MODULE_NOT_FOUND, module, f"{node} pickles: {text}")
+    if "<lambda>" not in text and (
+        isinstance(exc, (ObjNotFoundError, ObjMismatchError)) or "attribute lookup" in text
+    ):
+        return Problem(PackagingErrorReason.OBJECT_NOT_FOUND, node, context)
+    return Problem(PackagingErrorReason.UNPICKLABLE, node, context)

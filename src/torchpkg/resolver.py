@@ -82,7 +82,8 @@ class Resolver:
             is_package,
             source,
         )
-        node.problem = None
+        # Saved code may have imported it before its source was given.
+        node.found, node.problem = True, None
         if dependencies:
             self._run(self._imports_of(node))
 
