@@ -9,8 +9,11 @@ TORCH_SPEC ?= torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q $(if $(WHEELS),--find-links $(WHEELS))
 PYTEST_ARGS ?=
+# torch wheels exist only for 3.11 here: the other versions run the torch-free tests
+# (tests needing torch skip themselves). Versions not installed are skipped.
+TORCH_FREE_PYTHONS ?= $(foreach v,3.10 3.12 3.13,$(firstword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python3) python$(v)))
 
-.PHONY: venv test lint type unit demo bench clean
+.PHONY: venv test lint type unit pythons demo bench clean
 
 venv: $(STAMP)
 
@@ -30,7 +33,19 @@ type: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint type unit
+pythons:
+	@for py in $(TORCH_FREE_PYTHONS); do \
+	  if ! $$py -c pass >/dev/null 2>&1; then echo "pythons: $$py not installed, skipped"; continue; fi; \
+	  env=.venv-$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  if [ ! -f $$env/.installed ] || [ pyproject.toml -nt $$env/.installed ]; then \
+	    $$py -m venv $$env && $$env/bin/python -m pip install --disable-pip-version-check -q -e '.[test]' \
+	      && touch $$env/.installed || exit 1; \
+	  fi; \
+	  echo "pythons: $$env"; \
+	  $$env/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
+	done
+
+test: lint type unit pythons
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
@@ -39,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache build dist

@@ -36,9 +36,15 @@ class Rule:
 
 
 def is_implicitly_extern(module: str) -> bool:
-    """torch and the standard library (but ``sys`` and ``io``) need no rule."""
+    """torch, torchpkg and the standard library (but ``sys`` and ``io``) need no rule.
+
+    torchpkg is there for what it pickles itself (exported programs): the loading
+    side has it, as it has torch.
+    """
     top = module.partition(".")[0]
-    return top == "torch" or (top in sys.stdlib_module_names and top not in DISALLOWED_STDLIB)
+    return top in ("torch", "torchpkg") or (
+        top in sys.stdlib_module_names and top not in DISALLOWED_STDLIB
+    )
 
 
 class Policy:

@@ -1327,7 +1327,8 @@ def test_exporting_and_importing_plain_python_never_imports_torch(
         print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
+    paths = [str(tmp_path / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     result = subprocess.run(
         [sys.executable, "-c", program], env=env, capture_output=True, text=True, check=False
     )
