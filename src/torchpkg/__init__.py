@@ -30,10 +30,20 @@ from torchpkg.glob import GlobGroup, GlobPattern
 from torchpkg.importer import PackageImporter
 from torchpkg.mangling import demangle, get_mangle_prefix, is_mangled
 from torchpkg.policy import Action
+from torchpkg.roundtrip import (
+    Diagnostic,
+    DiagnosticKind,
+    RngState,
+    RoundtripFailure,
+    RoundtripResult,
+    Verdict,
+)
 
 __all__ = [
     "Action",
     "ArchiveFormatError",
+    "Diagnostic",
+    "DiagnosticKind",
     "Directory",
     "EmptyMatchError",
     "GlobGroup",
@@ -51,8 +61,12 @@ __all__ = [
     "Problem",
     "RecordNotFoundError",
     "RemovableHandle",
+    "RngState",
+    "RoundtripFailure",
+    "RoundtripResult",
     "TorchpkgError",
     "UnsupportedVersionError",
+    "Verdict",
     "demangle",
     "get_mangle_prefix",
     "is_from_package",

@@ -157,6 +157,9 @@ def _source_from_spec(name: str, spec: importlib.machinery.ModuleSpec) -> Module
             return ModuleSource(name, SourceStatus.OK, True)
         return ModuleSource(name, SourceStatus.NO_FILE)
     get_source = getattr(loader, "get_source", None)
+    if get_source is None and origin is not None and origin.endswith(".py"):
+        # Loaders such as pytest's assertion rewriter run .py files but cannot give source.
+        get_source = importlib.machinery.SourceFileLoader(name, origin).get_source
     if get_source is None or origin in (None, "built-in", "frozen"):
         return ModuleSource(name, SourceStatus.NO_FILE, is_package)
     try:
