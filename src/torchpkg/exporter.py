@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import TracebackType
 from typing import IO, Any, BinaryIO, cast
 
-from torchpkg import _tensors
+from torchpkg import _exported, _tensors, _torchscript
 from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
 from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
 from torchpkg._pickle_scan import scan_globals
@@ -54,6 +54,9 @@ _MISSING_MODULE = re.compile(r"(?:import of module|No module named) '([^']+)'")
 
 ActionHook = Callable[["PackageExporter", str], None]
 _SPOOL_BYTES = 64 << 20
+
+# As in torch.package, saving a ScriptModule is opt-in: set this to False to allow it.
+_gate_torchscript_serialization = True
 
 
 class RemovableHandle:
@@ -149,6 +152,7 @@ class PackageExporter:
         self._reduced: dict[int, tuple[Any, ...]] = {}
         self._kept: list[Any] = []
         self._unique_ids = itertools.count()
+        self._script: _torchscript.ScriptArchive | None = None  # made when a ScriptModule is saved
         self._hooks: dict[Action, dict[int, ActionHook]] = {action: {} for action in Action}
         self._closed = False
 
@@ -258,6 +262,21 @@ class PackageExporter:
         """An id unique within this export, for ``__reduce_package__`` resources."""
         return str(next(self._unique_ids))
 
+    @property
+    def script_module_serializer(self) -> Any:
+        """torch's ScriptModuleSerializer; ``ScriptModule.__reduce_package__`` writes to it."""
+        return self._script_archive().serializer
+
+    @property
+    def storage_context(self) -> Any:
+        """The storage numbering shared with TorchScript, as in torch.package."""
+        return self._script_archive().storage_context
+
+    def _script_archive(self) -> _torchscript.ScriptArchive:
+        if self._script is None:
+            self._script = _torchscript.ScriptArchive(self._storage_keys.values())
+        return self._script
+
     # --- hooks --------------------------------------------------------------------
 
     def register_extern_hook(self, hook: ActionHook) -> RemovableHandle:
@@ -329,10 +348,14 @@ class PackageExporter:
                     ref.numel,
                 )
         reduce_package = getattr(type(obj), "__reduce_package__", None)
+        if reduce_package is None and torch is not None:
+            reduce_package = _exported.reducer(obj)
         if reduce_package is None or isinstance(obj, type):
             return None
         reduced = self._reduced.get(id(obj))
         if reduced is None:
+            if _gate_torchscript_serialization and _torchscript.is_script_module(obj):
+                raise RuntimeError(_torchscript.GATE_MESSAGE)
             # Keep obj alive so its id() is not reused by another object in this export.
             reduced = self._reduced[id(obj)] = (
                 "reduce_package",
@@ -351,7 +374,9 @@ class PackageExporter:
         known = self._storage_keys.get(cdata)
         if known is not None:
             return known[0]
-        key = str(len(self._storage_keys))
+        # Once a ScriptModule is saved, keys come from the numbering TorchScript shares.
+        script = self._script
+        key = str(len(self._storage_keys)) if script is None else script.storage_key(ref.untyped)
         self._storage_keys[cdata] = (key, ref.untyped)
         self._writer.write_record(f".data/{key}.storage", _tensors.storage_bytes(ref.untyped))
         return key
@@ -366,6 +391,8 @@ class PackageExporter:
         try:
             self._check()
             self._write_modules()
+            if self._script is not None:
+                self._script.copy_into(self._writer)
             self._write_framework_records()
             self._writer.close()
             self._commit()
@@ -373,6 +400,9 @@ class PackageExporter:
             self._discard()
             raise
         finally:
+            if self._script is not None:
+                self._script.close()
+                self._script = None
             self._storage_keys.clear()
             self._reduced.clear()
             self._kept.clear()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, BinaryIO
 
-from torchpkg import _tensors
+from torchpkg import _tensors, _torchscript
 from torchpkg._archive import ArchiveReader, open_archive
 from torchpkg._importlib import PackageLoader, compiled
 from torchpkg.environment import Importer, ModuleSource, SourceStatus
@@ -122,9 +122,10 @@ class PackageImporter(Importer):
         storages: dict[str, Any] = {}
         reduces: dict[Any, Any] = {}
         views = self.zip_reader.views()
+        script_loader: _torchscript.ScriptLoader | None = None  # made for a ScriptModule
 
         def persistent_load(saved_id: Any) -> Any:
-            nonlocal torch, restore
+            nonlocal torch, restore, script_loader
             kind = saved_id[0].decode() if isinstance(saved_id[0], bytes) else saved_id[0]
             if kind == "storage":
                 if torch is None:
@@ -141,9 +142,17 @@ class PackageImporter(Importer):
                     wrap_storage=storages[key], dtype=dtype, _internal=True
                 )
             if kind == "reduce_package":
+                # torch's ScriptModule loader needs torch.package's reader: use ours instead.
+                func = saved_id[-2]
+                if _torchscript.is_unpackage_script_module(func):
+                    if script_loader is None:
+                        script_loader = _torchscript.ScriptLoader(
+                            self.zip_reader, storages, map_location
+                        )
+                    func = script_loader
                 if len(saved_id) == 3:  # archives from before reduce ids were recorded
-                    return saved_id[1](self, *saved_id[2])
-                reduce_id, func, args = saved_id[1:]
+                    return func(self, *saved_id[2])
+                reduce_id, _, args = saved_id[1:]
                 if reduce_id not in reduces:
                     reduces[reduce_id] = func(self, *args)
                 return reduces[reduce_id]

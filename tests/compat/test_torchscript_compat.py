@@ -1,0 +1,222 @@
+"""TorchScript, FX and torch.export objects cross over between torchpkg and
+torch.package: each archive written by one tool is loaded by the other and the
+loaded modules compute what the originals did."""
+
+from __future__ import annotations
+
+import importlib
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.package as tp  # noqa: E402
+
+import torchpkg  # noqa: E402
+import torchpkg.exporter  # noqa: E402
+
+SourceTree = Callable[..., str]  # the `source_tree` fixture of tests/conftest.py
+
+MODELS = """
+import torch
+
+
+class Affine(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+        self.register_buffer("offset", torch.arange(2.0))
+
+    def forward(self, x):
+        return torch.relu(self.linear(x)) + self.offset
+
+
+class Holder(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.head = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.head(self.inner(x))
+"""
+
+X = torch.arange(12.0).reshape(4, 3) / 7
+
+
+class Direction(NamedTuple):
+    """Which tool writes the archive and which one reads it."""
+
+    exporter: type[Any]
+    importer: type[Any]
+
+
+DIRECTIONS = {
+    "torchpkg-to-torch": Direction(torchpkg.PackageExporter, tp.PackageImporter),
+    "torch-to-torchpkg": Direction(tp.PackageExporter, torchpkg.PackageImporter),
+}
+
+
+@pytest.fixture(params=list(DIRECTIONS))
+def direction(request: pytest.FixtureRequest) -> Direction:
+    return DIRECTIONS[request.param]
+
+
+@pytest.fixture
+def models(source_tree: SourceTree) -> ModuleType:
+    top = source_tree({"__init__.py": "", "models.py": MODELS})
+    return importlib.import_module(f"{top}.models")
+
+
+@pytest.fixture
+def ungated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both tools save ScriptModules only when told to."""
+    monkeypatch.setattr(torchpkg.exporter, "_gate_torchscript_serialization", False)
+    monkeypatch.setattr(tp.package_exporter, "_gate_torchscript_serialization", False)
+
+
+Roundtrip = Callable[..., Any]
+
+
+@pytest.fixture
+def roundtrip(models: ModuleType, tmp_path: Path) -> Iterator[Roundtrip]:
+    """``roundtrip(direction, obj, map_location=None)``: write ``obj`` with one tool,
+    the models' package interned, and load it with the other (closed at teardown)."""
+    opened: list[Any] = []
+
+    def run(direction: Direction, obj: Any, map_location: Any = None) -> Any:
+        path = tmp_path / f"package{len(opened)}.pt"
+        with direction.exporter(str(path)) as exporter:
+            exporter.intern(f"{models.__package__}.**")
+            exporter.save_pickle("obj", "obj.pkl", obj)
+        importer = direction.importer(str(path))
+        opened.append(importer)
+        return importer.load_pickle("obj", "obj.pkl", map_location=map_location)
+
+    yield run
+    for importer in opened:
+        if isinstance(importer, torchpkg.PackageImporter):
+            importer.close()
+
+
+# --- TorchScript ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exporter_cls", [torchpkg.PackageExporter, tp.PackageExporter], ids=["torchpkg", "torch"]
+)
+def test_both_tools_refuse_a_script_module_while_their_gate_is_on(
+    exporter_cls: type[Any], models: ModuleType
+) -> None:
+    scripted = torch.jit.script(models.Affine())
+    with (
+        pytest.raises(Exception, match="_gate_torchscript_serialization"),
+        exporter_cls(io.BytesIO()) as exporter,
+    ):
+        exporter.save_pickle("obj", "obj.pkl", scripted)
+
+
+@pytest.mark.usefixtures("ungated")
+def test_a_scripted_module_crosses_over(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    scripted = torch.jit.script(models.Affine())
+    loaded = roundtrip(direction, scripted)
+    assert isinstance(loaded, torch.jit.RecursiveScriptModule)
+    assert torch.equal(loaded(X), scripted(X))
+
+
+@pytest.mark.usefixtures("ungated")
+def test_a_traced_module_crosses_over(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    traced = torch.jit.trace(models.Affine(), (X,))
+    assert torch.equal(roundtrip(direction, traced)(X), traced(X))
+
+
+@pytest.mark.usefixtures("ungated")
+def test_a_scripted_submodule_of_a_plain_module_crosses_over(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    holder = models.Holder(torch.jit.script(models.Affine()))
+    loaded = roundtrip(direction, holder)
+    assert isinstance(loaded.inner, torch.jit.RecursiveScriptModule)
+    assert torch.equal(loaded(X), holder(X))
+
+
+@pytest.mark.usefixtures("ungated")
+@pytest.mark.parametrize("tensor_first", [True, False], ids=["tensor-first", "script-first"])
+def test_a_storage_shared_with_a_script_module_stays_shared_across_tools(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip, tensor_first: bool
+) -> None:
+    scripted = torch.jit.script(models.Affine())
+    weight = scripted.linear.weight.detach()
+    obj = {"weight": weight, "model": scripted}
+    if not tensor_first:
+        obj = {"model": scripted, "weight": weight}
+    loaded = roundtrip(direction, obj)
+    assert loaded["weight"].data_ptr() == loaded["model"].linear.weight.data_ptr()
+    assert torch.equal(loaded["model"](X), scripted(X))
+
+
+@pytest.mark.usefixtures("ungated")
+def test_several_script_modules_and_tensors_cross_over_in_one_pickle(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    scripted = torch.jit.script(models.Affine())
+    traced = torch.jit.trace(models.Affine(), (X,))
+    tensor = torch.arange(5.0)
+    loaded = roundtrip(direction, [tensor, scripted, traced, scripted])
+    assert torch.equal(loaded[0], tensor)
+    assert torch.equal(loaded[1](X), scripted(X))
+    assert torch.equal(loaded[2](X), traced(X))
+    assert loaded[3] is loaded[1]
+
+
+@pytest.mark.usefixtures("ungated")
+def test_a_script_module_crosses_over_with_a_cpu_map_location(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    scripted = torch.jit.script(models.Affine())
+    loaded = roundtrip(direction, scripted, map_location=torch.device("cpu"))
+    assert {t.device.type for t in loaded.state_dict().values()} == {"cpu"}
+    assert torch.equal(loaded(X), scripted(X))
+
+
+# --- FX -------------------------------------------------------------------------
+
+
+def test_a_graph_module_crosses_over(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    traced = torch.fx.symbolic_trace(models.Affine())
+    loaded = roundtrip(direction, traced)
+    assert isinstance(loaded, torch.fx.GraphModule)
+    assert torch.equal(loaded(X), traced(X))
+
+
+def test_a_graph_module_inside_a_plain_module_crosses_over(
+    direction: Direction, models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    holder = models.Holder(torch.fx.symbolic_trace(models.Affine()))
+    assert torch.equal(roundtrip(direction, holder)(X), holder(X))
+
+
+# --- torch.export ---------------------------------------------------------------
+
+
+def test_torch_package_reads_an_exported_program_torchpkg_wrote(
+    models: ModuleType, roundtrip: Roundtrip
+) -> None:
+    """torch.package cannot write one, but reads ours where torchpkg is installed:
+    the loader is the extern module torchpkg._exported."""
+    program = torch.export.export(models.Affine(), (X,))
+    direction = Direction(torchpkg.PackageExporter, tp.PackageImporter)
+    loaded = roundtrip(direction, program)
+    assert isinstance(loaded, torch.export.ExportedProgram)
+    assert torch.equal(loaded.module()(X), program.module()(X))
