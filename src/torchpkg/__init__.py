@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from torchpkg._hooks import RemovableHandle
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
 from torchpkg.errors import (
     ArchiveFormatError,
@@ -24,7 +25,7 @@ from torchpkg.errors import (
     TorchpkgError,
     UnsupportedVersionError,
 )
-from torchpkg.exporter import PackageExporter, RemovableHandle
+from torchpkg.exporter import PackageExporter
 from torchpkg.file_tree import Directory
 from torchpkg.glob import GlobGroup, GlobPattern
 from torchpkg.importer import PackageImporter

@@ -9,6 +9,7 @@ name is a package, and resources (importlib.resources).
 from __future__ import annotations
 
 import importlib.abc
+import sys
 import threading
 from collections import OrderedDict
 from types import CodeType
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from torchpkg.importer import PackageImporter
 
-__all__ = ["PackageLoader", "compiled"]
+__all__ = ["PackageLoader", "calc_package", "compiled", "resolve_name", "torch_registry"]
 
 
 class PackageLoader(importlib.abc.Loader):
@@ -90,3 +91,35 @@ def _relabel(code: CodeType, filename: str) -> CodeType:
         for const in code.co_consts
     )
     return code.replace(co_filename=filename, co_consts=consts)
+
+
+def torch_registry() -> Any:
+    """torch's registry of packaged modules (torch.compile and inspect look there)."""
+    if "torch" not in sys.modules:
+        return None
+    try:
+        import torch.package.package_importer
+    except ImportError:  # torch dropped torch.package: nothing looks there any more
+        return None
+    return getattr(torch.package.package_importer, "_package_imported_modules", None)
+
+
+def calc_package(globals: dict[str, Any]) -> str:
+    package = globals.get("__package__")
+    if package is not None:
+        return str(package)
+    spec = globals.get("__spec__")
+    if spec is not None:
+        return str(spec.parent)
+    name = str(globals["__name__"])
+    return name if "__path__" in globals else name.rpartition(".")[0]
+
+
+def resolve_name(name: str, package: str | None, level: int) -> str:
+    if not package:
+        raise ImportError("attempted relative import with no known parent package")
+    bits = package.rsplit(".", level - 1)
+    if len(bits) < level:
+        raise ImportError("attempted relative import beyond top-level package")
+    base = bits[0]
+    return f"{base}.{name}" if name else base

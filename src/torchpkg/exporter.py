@@ -14,24 +14,22 @@ import logging
 import os
 import pickle
 import platform
-import re
 import sys
-import tempfile
-import weakref
-from collections.abc import Callable, Sequence
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from torchpkg import _exported, _tensors, _torchscript
 from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
+from torchpkg._hooks import ActionHook, RemovableHandle
 from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
+from torchpkg._paths import module_path, record_path
 from torchpkg._pickle_scan import scan_globals
+from torchpkg._staging import StagedTarget
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
 from torchpkg.errors import (
     EmptyMatchError,
-    ObjMismatchError,
-    ObjNotFoundError,
     PackagingError,
     PackagingErrorReason,
     Problem,
@@ -40,59 +38,20 @@ from torchpkg.glob import GlobPattern
 from torchpkg.pickling import (
     create_pickler,
     pickle_protocol_error,
+    pickling_problem,
     python3_name,
     torch_if_loaded,
 )
 from torchpkg.policy import Action, Policy
 from torchpkg.resolver import Resolver
 
-__all__ = ["ActionHook", "PackageExporter", "RemovableHandle"]
+__all__ = ["PackageExporter"]
 
 logger = logging.getLogger("torchpkg")
-_MANGLED_IN_TEXT = re.compile(r"<torch_package_\d+>")
-_MISSING_MODULE = re.compile(r"(?:import of module|No module named) '([^']+)'")
 
-ActionHook = Callable[["PackageExporter", str], None]
-_SPOOL_BYTES = 64 << 20
 
 # As in torch.package, saving a ScriptModule is opt-in: set this to False to allow it.
 _gate_torchscript_serialization = True
-
-
-class RemovableHandle:
-    """Returned by the ``register_*_hook`` methods; ``remove()`` unregisters the hook."""
-
-    _ids = itertools.count()
-
-    def __init__(self, hooks: dict[int, ActionHook]) -> None:
-        self._hooks = hooks
-        self.id = next(self._ids)
-
-    def remove(self) -> None:
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()
-
-
-def _record_path(package: str, resource: str) -> str:
-    if PurePosixPath(resource).is_absolute() or PureWindowsPath(resource).anchor:
-        raise ValueError(f"resource {resource!r} must be a relative path, not an absolute one")
-    resource = resource.replace("\\", "/")
-    if not resource or any(part in ("", ".", "..") for part in resource.split("/")):
-        raise ValueError(
-            f"resource {resource!r} must be a relative path without empty, '.' or '..' parts"
-        )
-    package_path = package.replace(".", "/")
-    return f"{package_path}/{resource}" if package_path else resource
-
-
-def _module_path(module: str, is_package: bool) -> str:
-    base = module.replace(".", "/")
-    return f"{base}/__init__.py" if is_package else f"{base}.py"
 
 
 class PackageExporter:
@@ -120,31 +79,8 @@ class PackageExporter:
                 f"(package_importer, sys_importer)), not {type(importer).__name__}"
             )
         self.debug = debug
-        self._target_path: Path | None = None
-        self._target_file: BinaryIO | None = None
-        self._temp: IO[bytes]
-        if isinstance(f, (str, os.PathLike)):
-            self._target_path = Path(f)
-            directory = self._target_path.parent
-            if not directory.is_dir():
-                raise FileNotFoundError(
-                    f"cannot write {self._target_path}: folder {directory} does not exist"
-                )
-            self._temp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - owned until close()
-                dir=directory, prefix=f".{self._target_path.name}.", suffix=".tmp", delete=False
-            )
-            # An exporter dropped without close() must not leave its temp file behind.
-            self._cleanup = weakref.finalize(self, _remove, self._temp)
-            archive_name = self._target_path.stem or "archive"
-        else:
-            if not hasattr(f, "write"):
-                raise TypeError(
-                    f"f must be a path or a writable binary file object, not {type(f).__name__}"
-                )
-            self._target_file = f
-            self._temp = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
-            archive_name = "archive"
-        self._writer = ArchiveWriter(cast(BinaryIO, self._temp), archive_name)
+        self._target = StagedTarget(f)
+        self._writer = ArchiveWriter(self._target.file, self._target.archive_name)
         self._policy = Policy()
         self._resolver = Resolver(self._policy, self.importer, debug)
         self._problems: list[Problem] = []
@@ -194,14 +130,14 @@ class PackageExporter:
         error = pickle_protocol_error(pickle_protocol)
         if error is not None:
             raise error
-        path = _record_path(package, resource)
+        path = record_path(package, resource)
         buffer = io.BytesIO()
         pickler = create_pickler(buffer, pickle_protocol, self._persistent_id, self.importer)
         node = f"<{package}.{resource}>"
         try:
             pickler.dump(obj)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-            self._problems.append(_pickling_problem(node, obj, exc))
+            self._problems.append(pickling_problem(node, obj, exc))
             return
         data = buffer.getbuffer()
         if dependencies:
@@ -217,7 +153,7 @@ class PackageExporter:
 
     def save_binary(self, package: str, resource: str, binary: bytes) -> None:
         """Save raw bytes to ``package/resource``."""
-        self._writer.write_record(_record_path(package, resource), binary)
+        self._writer.write_record(record_path(package, resource), binary)
 
     def save_module(self, module_name: str, dependencies: bool = True) -> None:
         """Put ``module_name``'s source into the package, whatever the patterns say."""
@@ -395,9 +331,9 @@ class PackageExporter:
                 self._script.copy_into(self._writer)
             self._write_framework_records()
             self._writer.close()
-            self._commit()
+            self._target.commit()
         except BaseException:
-            self._discard()
+            self._target.discard()
             raise
         finally:
             if self._script is not None:
@@ -418,7 +354,7 @@ class PackageExporter:
     ) -> None:
         if exc_type is not None:
             self._closed = True
-            self._discard()
+            self._target.discard()
             return
         self.close()
 
@@ -450,16 +386,16 @@ class PackageExporter:
                 hook(self, node.name)
             if node.action is Action.INTERN and node.source is not None:
                 self._writer.write_record(
-                    _module_path(node.name, node.is_package), node.source.encode("utf-8")
+                    module_path(node.name, node.is_package), node.source.encode("utf-8")
                 )
             elif node.action is Action.MOCK:
                 if not mock_written:
                     self._writer.write_record(
-                        _module_path(MOCK_MODULE, False), MOCK_SUPPORT_SOURCE.encode()
+                        module_path(MOCK_MODULE, False), MOCK_SUPPORT_SOURCE.encode()
                     )
                     mock_written = True
                 self._writer.write_record(
-                    _module_path(node.name, node.is_package), MOCK_STUB_SOURCE.encode()
+                    module_path(node.name, node.is_package), MOCK_STUB_SOURCE.encode()
                 )
 
     def _write_framework_records(self) -> None:
@@ -470,45 +406,3 @@ class PackageExporter:
         self._writer.write_record(".data/python_version", platform.python_version().encode())
         self._writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
         self._writer.write_record("byteorder", sys.byteorder.encode())
-
-    def _commit(self) -> None:
-        self._temp.flush()
-        if self._target_path is not None:
-            os.fsync(self._temp.fileno())
-            self._temp.close()
-            os.replace(self._temp.name, self._target_path)
-            self._cleanup.detach()
-            return
-        assert self._target_file is not None
-        self._temp.seek(0)
-        while chunk := self._temp.read(_SPOOL_BYTES):
-            self._target_file.write(chunk)
-        self._temp.close()
-
-    def _discard(self) -> None:
-        if self._target_path is not None:
-            self._cleanup()
-        else:
-            self._temp.close()
-
-
-def _remove(temp: IO[bytes]) -> None:
-    temp.close()
-    Path(temp.name).unlink(missing_ok=True)
-
-
-def _pickling_problem(node: str, obj: object, exc: BaseException) -> Problem:
-    """Why pickling failed, read off the pickler's error (it carries no structured cause)."""
-    text = str(exc)
-    context = f"{type(obj).__name__} object: {text}"
-    if _MANGLED_IN_TEXT.search(text):
-        return Problem(PackagingErrorReason.FROM_ANOTHER_PACKAGE, node, context)
-    missing = _MISSING_MODULE.search(text)
-    if missing is not None:
-        module = missing.group(1)
-        return Problem(PackagingErrorReason.MODULE_NOT_FOUND, module, f"{node} pickles: {text}")
-    if "<lambda>" not in text and (
-        isinstance(exc, (ObjNotFoundError, ObjMismatchError)) or "attribute lookup" in text
-    ):
-        return Problem(PackagingErrorReason.OBJECT_NOT_FOUND, node, context)
-    return Problem(PackagingErrorReason.UNPICKLABLE, node, context)

@@ -22,13 +22,20 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, BinaryIO
 
 from torchpkg import _tensors, _torchscript
 from torchpkg._archive import ArchiveReader, open_archive
-from torchpkg._importlib import PackageLoader, compiled
+from torchpkg._importlib import (
+    PackageLoader,
+    calc_package,
+    compiled,
+    resolve_name,
+    torch_registry,
+)
+from torchpkg._module_tree import ModuleNode
+from torchpkg._paths import record_path
 from torchpkg.environment import Importer, ModuleSource, SourceStatus
 from torchpkg.errors import (
     ArchiveFormatError,
@@ -46,16 +53,6 @@ __all__ = ["IMPLICIT_IMPORT_ALLOWLIST", "PackageImporter"]
 IMPLICIT_IMPORT_ALLOWLIST = frozenset(
     {"numpy", "numpy.core", "numpy.core._multiarray_umath", "builtins"}
 )
-
-
-@dataclass
-class _Node:
-    """A module or folder in the archive; ``extern`` hands the subtree to the environment."""
-
-    source_file: str | None = None
-    is_package: bool = False
-    extern: bool = False
-    children: dict[str, _Node] = field(default_factory=dict)
 
 
 class PackageImporter(Importer):
@@ -89,7 +86,7 @@ class PackageImporter(Importer):
                     "module_allowed disallows them; allow them, or re-export the package with "
                     "those modules interned or mocked."
                 )
-            self._root = self._build_tree()
+            self._root = ModuleNode.from_archive(self.zip_reader.records(), self.extern_modules)
         except BaseException:
             self.zip_reader.close()
             raise
@@ -233,49 +230,13 @@ class PackageImporter(Importer):
 
     # --- archive layout -----------------------------------------------------------
 
-    def _build_tree(self) -> _Node:
-        root = _Node(is_package=True)
-        for record in self.zip_reader.records():
-            if record.startswith(".data/"):
-                continue
-            *folders, last = record.split("/")
-            node = root
-            for folder in folders:
-                node = node.children.setdefault(folder, _Node(is_package=True))
-                node.is_package = True
-            if last == "__init__.py":
-                node.source_file = record
-            elif last.endswith(".py"):
-                child = node.children.setdefault(last[:-3], _Node())
-                if child.source_file is None:
-                    child.source_file = record
-        for name in self.extern_modules:
-            *parents, last = name.split(".")
-            node = root
-            for part in parents:
-                node = node.children.setdefault(part, _Node(is_package=True))
-                if node.extern:
-                    break
-            else:
-                node.children[last] = _Node(extern=True)
-        return root
-
-    def _find(self, name: str) -> _Node | None:
-        node = self._root
-        for atom in name.split("."):
-            if node.extern:
-                return node
-            child = node.children.get(atom)
-            if child is None:
-                return None
-            node = child
-        return node
+    def _find(self, name: str) -> ModuleNode | None:
+        return self._root.find(name)
 
     def _record(self, package: str | ModuleType, resource: str) -> str:
         if isinstance(package, ModuleType):
             package = self._mangler.demangle(package.__name__)
-        folder = package.replace(".", "/")
-        return f"{folder}/{resource}" if folder else resource
+        return record_path(package, resource)
 
     # --- the import system --------------------------------------------------------
 
@@ -304,7 +265,7 @@ class PackageImporter(Importer):
         level: int = 0,
     ) -> ModuleType:
         with self._transaction():
-            package = _calc_package(globals or {}) if level > 0 else None
+            package = calc_package(globals or {}) if level > 0 else None
             module = self._gcd_import(name, package, level)
             if fromlist:
                 return self._handle_fromlist(module, fromlist)
@@ -317,7 +278,7 @@ class PackageImporter(Importer):
 
     def _gcd_import(self, name: str, package: str | None = None, level: int = 0) -> ModuleType:
         if level > 0:
-            name = _resolve_name(name, package, level)
+            name = resolve_name(name, package, level)
         module = self.modules.get(name)
         if module is not None:
             return module
@@ -376,7 +337,7 @@ class PackageImporter(Importer):
             )
         return self._make_module(name, node)
 
-    def _make_module(self, name: str, node: _Node) -> ModuleType:
+    def _make_module(self, name: str, node: ModuleNode) -> ModuleType:
         mangled = self._mangler.mangle(name)
         spec = importlib.machinery.ModuleSpec(
             name, self._loader, origin="<package_importer>", is_package=node.is_package
@@ -411,7 +372,7 @@ class PackageImporter(Importer):
         if sys.modules.get(mangled) is module:
             del sys.modules[mangled]
         linecache.cache.pop(getattr(module, "__file__", None) or "", None)
-        registry = _torch_registry()
+        registry = torch_registry()
         if registry is not None and registry.get(mangled) is module:
             del registry[mangled]
         parent, _, child = name.rpartition(".")
@@ -419,7 +380,7 @@ class PackageImporter(Importer):
             delattr(self.modules[parent], child)
 
     def _flush_torch_registry(self) -> None:
-        registry = _torch_registry()
+        registry = torch_registry()
         if registry is None:
             return
         for mangled, module in self._torch_pending:
@@ -428,35 +389,3 @@ class PackageImporter(Importer):
 
     def __repr__(self) -> str:
         return f"<PackageImporter {self.id()} of {self.filename!r}>"
-
-
-def _torch_registry() -> Any:
-    """torch's registry of packaged modules (torch.compile and inspect look there)."""
-    if "torch" not in sys.modules:
-        return None
-    try:
-        import torch.package.package_importer
-    except ImportError:  # torch dropped torch.package: nothing looks there any more
-        return None
-    return getattr(torch.package.package_importer, "_package_imported_modules", None)
-
-
-def _calc_package(globals: dict[str, Any]) -> str:
-    package = globals.get("__package__")
-    if package is not None:
-        return str(package)
-    spec = globals.get("__spec__")
-    if spec is not None:
-        return str(spec.parent)
-    name = str(globals["__name__"])
-    return name if "__path__" in globals else name.rpartition(".")[0]
-
-
-def _resolve_name(name: str, package: str | None, level: int) -> str:
-    if not package:
-        raise ImportError("attempted relative import with no known parent package")
-    bits = package.rsplit(".", level - 1)
-    if len(bits) < level:
-        raise ImportError("attempted relative import beyond top-level package")
-    base = bits[0]
-    return f"{base}.{name}" if name else base

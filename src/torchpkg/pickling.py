@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import _compat_pickle
 import pickle
+import re
 import sys
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
 from torchpkg.environment import Importer, _getattribute
-from torchpkg.errors import ImportedObjectNotFoundError
+from torchpkg.errors import (
+    ImportedObjectNotFoundError,
+    ObjMismatchError,
+    ObjNotFoundError,
+    PackagingErrorReason,
+    Problem,
+)
 
 __all__ = ["PackagePickler", "PackageUnpickler", "create_pickler"]
 
@@ -134,3 +141,24 @@ def pickle_protocol_error(protocol: object) -> ValueError | None:
         f"pickle_protocol must be an int from 2 to {pickle.HIGHEST_PROTOCOL}, got {protocol!r}; "
         "torch.package uses 3 (the default) or 4."
     )
+
+
+_MANGLED_IN_TEXT = re.compile(r"<torch_package_\d+>")
+_MISSING_MODULE = re.compile(r"(?:import of module|No module named) '([^']+)'")
+
+
+def pickling_problem(node: str, obj: object, exc: BaseException) -> Problem:
+    """Why pickling failed, read off the pickler's error (it carries no structured cause)."""
+    text = str(exc)
+    context = f"{type(obj).__name__} object: {text}"
+    if _MANGLED_IN_TEXT.search(text):
+        return Problem(PackagingErrorReason.FROM_ANOTHER_PACKAGE, node, context)
+    missing = _MISSING_MODULE.search(text)
+    if missing is not None:
+        module = missing.group(1)
+        return Problem(PackagingErrorReason.MODULE_NOT_FOUND, module, f"{node} pickles: {text}")
+    if "<lambda>" not in text and (
+        isinstance(exc, (ObjNotFoundError, ObjMismatchError)) or "attribute lookup" in text
+    ):
+        return Problem(PackagingErrorReason.OBJECT_NOT_FOUND, node, context)
+    return Problem(PackagingErrorReason.UNPICKLABLE, node, context)
