@@ -23,7 +23,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import BinaryIO, Final
 
 from torchpkg.errors import ArchiveFormatError, RecordNotFoundError, UnsupportedVersionError
@@ -49,9 +49,14 @@ _RECOPY = "Re-export the package, or copy it again if it was truncated in transf
 
 
 def _escapes(name: str) -> bool:
-    """Whether a record name would leave the archive's root when used as a path."""
-    path = PureWindowsPath(name)  # splits on "/" and "\\" and knows drives: the strictest reading
-    return bool(path.anchor) or ".." in path.parts
+    """Whether a record name would leave the archive's root when used as a path.
+
+    Read the strictest way, as Windows would: both slashes separate, drives count.
+    (String tests, not PureWindowsPath: this runs for every record of an archive.)
+    """
+    if name.startswith(("/", "\\")) or name[1:2] == ":":
+        return True
+    return ".." in name.replace("\\", "/").split("/")
 
 
 def _parse_version(raw: bytes, archive: str) -> int:
@@ -217,10 +222,13 @@ class RecordViews:
     view: Callable[[str], memoryview]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Entry:
     info: zipfile.ZipInfo
-    offset: int | None  # where a stored record's data starts; None for compressed ones
+    # Where a stored record's data starts (None: compressed); read from its local
+    # header on first use, not at open: thousands of records, one seek each.
+    offset: int | None = None
+    located: bool = False
 
 
 class ZipArchiveReader(ArchiveReader):
@@ -276,22 +284,35 @@ class ZipArchiveReader(ArchiveReader):
         mapping: list[memoryview] = []  # one private map per set, made on first use
 
         def view(name: str) -> memoryview:
-            entry = self._entry(name)
+            entry = self._located(name)
             end = (entry.offset or 0) + entry.info.file_size
             if entry.offset is not None and self._mappable:
                 if not mapping:
                     private = _mmap.mmap(self._file.fileno(), 0, access=_mmap.ACCESS_COPY)
                     mapping.append(memoryview(private))
                 return mapping[0][entry.offset : end]
-            if entry.offset is not None and isinstance(self._file, io.BytesIO):
+            if entry.offset is None:  # compressed: zipfile inflates and checks the CRC
+                return memoryview(bytearray(self.read(name)))
+            if isinstance(self._file, io.BytesIO):
                 with self._file.getbuffer() as buffer:
                     return memoryview(bytearray(buffer[entry.offset : end]))
-            return memoryview(bytearray(self.read(name)))
+            # Read straight into the buffer the tensor will own: one copy, CRC-checked.
+            data = bytearray(entry.info.file_size)
+            self._file.seek(entry.offset)
+            readinto = getattr(self._file, "readinto", None)
+            if readinto is not None:
+                got = readinto(data)
+            else:  # a minimal file object: read() then copy
+                data[:] = self._file.read(len(data))
+                got = len(data)
+            if got != entry.info.file_size or zlib.crc32(data) != entry.info.CRC:
+                raise self._damaged(f"has a damaged record {name!r} (CRC mismatch)")
+            return memoryview(data)
 
         return RecordViews(view)
 
     def record_offset(self, name: str) -> int | None:
-        return self._entry(name).offset
+        return self._located(name).offset
 
     def close(self) -> None:
         if not self._closed:
@@ -343,7 +364,7 @@ class ZipArchiveReader(ArchiveReader):
             top = tops.pop() + "/"
             if any(top + record in names for record in _VERSION_RECORDS):
                 prefix = top
-        end = self._file.seek(0, os.SEEK_END)
+        self._end = end = self._file.seek(0, os.SEEK_END)
         entries: dict[str, _Entry] = {}
         for info in infos:
             name = info.filename[len(prefix) :]
@@ -357,23 +378,30 @@ class ZipArchiveReader(ArchiveReader):
                 raise self._damaged(f"has an encrypted record {name!r} (packages never are)")
             if name in entries:
                 raise self._damaged(f"has two records named {name!r}")
-            entries[name] = _Entry(info, self._data_offset(info, end))
+            stored = info.compress_type == zipfile.ZIP_STORED
+            if stored and info.compress_size != info.file_size:
+                raise self._damaged(f"has a stored record {name!r} with two different sizes")
+            # The local header is at least this long: a cheap bound for truncation now.
+            least = info.header_offset + _LOCAL.size + len(info.orig_filename.encode())
+            if least + info.compress_size > end:
+                raise self._damaged(f"is truncated: record {info.filename!r} ends past the file")
+            entries[name] = _Entry(info, located=not stored)
         return entries
 
-    def _data_offset(self, info: zipfile.ZipInfo, end: int) -> int | None:
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
-        self._file.seek(info.header_offset)
-        header = self._file.read(_LOCAL.size)
-        if len(header) < _LOCAL.size or not header.startswith(b"PK\x03\x04"):
-            raise self._damaged(f"has no local header for record {info.filename!r}")
-        *_, name_len, extra_len = _LOCAL.unpack(header)
-        offset: int = info.header_offset + _LOCAL.size + name_len + extra_len
-        if info.compress_size != info.file_size:
-            raise self._damaged(f"has a stored record {info.filename!r} with two different sizes")
-        if offset + info.file_size > end:
-            raise self._damaged(f"is truncated: record {info.filename!r} ends past the file")
-        return offset
+    def _located(self, name: str) -> _Entry:
+        entry = self._entry(name)
+        if not entry.located:
+            info = entry.info
+            self._file.seek(info.header_offset)
+            header = self._file.read(_LOCAL.size)
+            if len(header) < _LOCAL.size or not header.startswith(b"PK\x03\x04"):
+                raise self._damaged(f"has no local header for record {info.filename!r}")
+            *_, name_len, extra_len = _LOCAL.unpack(header)
+            offset: int = info.header_offset + _LOCAL.size + name_len + extra_len
+            if offset + info.file_size > self._end:
+                raise self._damaged(f"is truncated: record {info.filename!r} ends past the file")
+            entry.offset, entry.located = offset, True
+        return entry
 
     def _release(self) -> None:
         # Maps handed out by views() keep their own reference to the file.

@@ -22,13 +22,15 @@ __all__ = ["load_exported_program", "reducer"]
 Reducer = Callable[[Any, "PackageExporter"], tuple[Any, tuple[str]]]
 
 
+def is_exported_program(cls: type) -> bool:
+    # A dict lookup while torch.export is not loaded (then no such object exists).
+    module = sys.modules.get("torch.export.exported_program")
+    return module is not None and issubclass(cls, module.ExportedProgram)
+
+
 def reducer(obj: object) -> Reducer | None:
     """The ``__reduce_package__`` stand-in for ``obj`` if it is an ExportedProgram."""
-    # Asked for every pickled object: a dict lookup while torch.export is not loaded.
-    module = sys.modules.get("torch.export.exported_program")
-    if module is None or not isinstance(obj, module.ExportedProgram):
-        return None
-    return _reduce_exported_program
+    return _reduce_exported_program if is_exported_program(type(obj)) else None
 
 
 def _reduce_exported_program(program: Any, exporter: PackageExporter) -> tuple[Any, tuple[str]]:

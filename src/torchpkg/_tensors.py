@@ -23,8 +23,7 @@ class StorageRef:
 
 def describe_storage(obj: Any, torch: Any) -> StorageRef | None:
     """A StorageRef if ``obj`` is a storage, else None."""
-    from torch.serialization import location_tag
-
+    location_tag = torch.serialization.location_tag
     if isinstance(obj, torch.storage.TypedStorage):
         untyped = obj._untyped_storage
         storage_type = getattr(torch, obj._pickle_storage_type())

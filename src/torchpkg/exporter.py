@@ -8,6 +8,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import enum
 import io
 import itertools
 import logging
@@ -25,7 +26,7 @@ from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
 from torchpkg._hooks import ActionHook, RemovableHandle
 from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
 from torchpkg._paths import module_path, record_path
-from torchpkg._pickle_scan import scan_globals
+from torchpkg._pickle_scan import scan_globals_fast
 from torchpkg._staging import StagedTarget
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
 from torchpkg.errors import (
@@ -86,6 +87,7 @@ class PackageExporter:
         self._problems: list[Problem] = []
         self._storage_keys: dict[int, tuple[str, Any]] = {}
         self._reduced: dict[int, tuple[Any, ...]] = {}
+        self._kinds: dict[type, _Kind] = {}
         self._kept: list[Any] = []
         self._unique_ids = itertools.count()
         self._script: _torchscript.ScriptArchive | None = None  # made when a ScriptModule is saved
@@ -141,7 +143,7 @@ class PackageExporter:
             return
         data = buffer.getbuffer()
         if dependencies:
-            found = scan_globals(data)
+            found = scan_globals_fast(data)
             if pickle_protocol < 3:
                 found = [python3_name(module, name) for module, name in found]
             self._resolver.record_pickle_globals(node, found)
@@ -272,26 +274,26 @@ class PackageExporter:
     # --- pickling internals -------------------------------------------------------
 
     def _persistent_id(self, obj: Any) -> Any:
-        torch = self._torch
-        if torch is not None:
-            ref = _tensors.describe_storage(obj, torch)
-            if ref is not None:
-                return (
-                    "storage",
-                    ref.storage_type,
-                    self._storage_key(ref),
-                    ref.location,
-                    ref.numel,
-                )
-        reduce_package = getattr(type(obj), "__reduce_package__", None)
-        if reduce_package is None and torch is not None:
-            reduce_package = _exported.reducer(obj)
-        if reduce_package is None or isinstance(obj, type):
+        # Called for every object pickled (tens of thousands for big models): decide
+        # once per type, then it is one dict lookup.
+        kind = self._kinds.get(type(obj))
+        if kind is None:
+            kind = self._kinds[type(obj)] = _classify(type(obj))
+        if kind is _Kind.PLAIN:
             return None
+        if kind is _Kind.STORAGE:
+            ref = _tensors.describe_storage(obj, torch_if_loaded())
+            assert ref is not None
+            key = self._storage_key(ref)
+            return ("storage", ref.storage_type, key, ref.location, ref.numel)
         reduced = self._reduced.get(id(obj))
         if reduced is None:
             if _gate_torchscript_serialization and _torchscript.is_script_module(obj):
                 raise RuntimeError(_torchscript.GATE_MESSAGE)
+            reduce_package = getattr(type(obj), "__reduce_package__", None) or _exported.reducer(
+                obj
+            )
+            assert reduce_package is not None
             # Keep obj alive so its id() is not reused by another object in this export.
             reduced = self._reduced[id(obj)] = (
                 "reduce_package",
@@ -300,10 +302,6 @@ class PackageExporter:
             )
             self._kept.append(obj)
         return reduced
-
-    @property
-    def _torch(self) -> Any:
-        return torch_if_loaded()
 
     def _storage_key(self, ref: _tensors.StorageRef) -> str:
         cdata = ref.untyped._cdata
@@ -406,3 +404,22 @@ class PackageExporter:
         self._writer.write_record(".data/python_version", platform.python_version().encode())
         self._writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
         self._writer.write_record("byteorder", sys.byteorder.encode())
+
+
+class _Kind(enum.Enum):
+    """How the exporter's pickler treats objects of a type."""
+
+    PLAIN = "plain"  # pickled as usual
+    STORAGE = "storage"  # a record of its own, referenced by a persistent id
+    REDUCE = "reduce"  # __reduce_package__ (or an ExportedProgram, saved our way)
+
+
+def _classify(cls: type) -> _Kind:
+    torch = torch_if_loaded()
+    if torch is not None and issubclass(cls, (torch.storage.TypedStorage, torch.UntypedStorage)):
+        return _Kind.STORAGE
+    if issubclass(cls, type):  # classes are pickled by name, even those with the hook
+        return _Kind.PLAIN
+    if getattr(cls, "__reduce_package__", None) is not None or _exported.is_exported_program(cls):
+        return _Kind.REDUCE
+    return _Kind.PLAIN

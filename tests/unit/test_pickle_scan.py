@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from torchpkg._pickle_scan import scan_globals
+from torchpkg._pickle_scan import scan_globals, scan_globals_fast
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 THIS = __name__
@@ -302,3 +302,17 @@ def test_malformed_pickle_raises_value_error(data: bytes) -> None:
 
     with pytest.raises(ValueError, match="malformed pickle"):
         scan_globals(data)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("obj", OBJECTS.values(), ids=OBJECTS.keys())
+def test_fast_scan_finds_the_same_globals_as_the_opcode_scan(obj: object, protocol: int) -> None:
+    data = pickle.dumps(obj, protocol=protocol)
+
+    assert scan_globals_fast(data) == scan_globals(data)
+
+
+def test_fast_scan_falls_back_to_the_opcode_scan_for_out_of_band_buffers() -> None:
+    data = pickle.dumps(pickle.PickleBuffer(b"abc"), protocol=5, buffer_callback=lambda _: False)
+
+    assert scan_globals_fast(data) == scan_globals(data)
