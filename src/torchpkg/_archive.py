@@ -104,7 +104,9 @@ class ArchiveWriter:
             raise ValueError(f"invalid record name {name!r}: use a relative path without '..'")
         if name in self._written:
             raise ValueError(f"record {name!r} was already written; record names must be unique")
-        view = memoryview(data).cast("B")
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
         path = (self._prefix + name).encode()
         size, offset = view.nbytes, self._offset
         big = size >= _ZIP64_LIMIT

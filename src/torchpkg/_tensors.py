@@ -27,10 +27,18 @@ def describe_storage(obj: Any, torch: Any) -> StorageRef | None:
     if isinstance(obj, torch.storage.TypedStorage):
         untyped = obj._untyped_storage
         storage_type = getattr(torch, obj._pickle_storage_type())
-        return StorageRef(untyped, storage_type, obj._size(), location_tag(untyped))
+        # nbytes // itemsize: TypedStorage._size() looks the element size up slowly.
+        numel = untyped.nbytes() // obj.dtype.itemsize
+        return StorageRef(untyped, storage_type, numel, location_tag(untyped))
     if isinstance(obj, torch.UntypedStorage):
         return StorageRef(obj, torch.UntypedStorage, obj.nbytes(), location_tag(obj))
     return None
+
+
+_memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
+_memory_view.restype = ctypes.py_object
+_memory_view.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+_PYBUF_READ = 0x100
 
 
 def storage_bytes(untyped: Any) -> memoryview:
@@ -40,10 +48,9 @@ def storage_bytes(untyped: Any) -> memoryview:
     nbytes = untyped.nbytes()
     if nbytes == 0:
         return memoryview(b"")
-    # A ctypes array over the storage's memory: no copy, and the view keeps the
-    # array alive; the caller keeps the storage alive while it writes.
-    array = (ctypes.c_char * nbytes).from_address(untyped.data_ptr())
-    return memoryview(array).cast("B")
+    # A read-only view straight over the storage's memory: no copy. It does not
+    # keep the storage alive; the caller does, while it writes.
+    return _memory_view(untyped.data_ptr(), nbytes, _PYBUF_READ)  # type: ignore[no-any-return]
 
 
 def load_storage(torch: Any, data: memoryview) -> Any:

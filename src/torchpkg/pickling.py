@@ -30,30 +30,15 @@ __all__ = ["PackagePickler", "PackageUnpickler", "create_pickler"]
 PersistentId = Callable[[Any], Any]
 
 
-class _CPickler(pickle.Pickler):
-    def __init__(self, file: IO[bytes], protocol: int, persistent_id: PersistentId) -> None:
-        super().__init__(file, protocol)
-        self._persistent_id = persistent_id
-
-    def persistent_id(self, obj: Any) -> Any:
-        return self._persistent_id(obj)
-
-
 class PackagePickler(pickle._Pickler):
     """Names every global through an Importer, so objects loaded from a package
     are written under their original (demangled) module names."""
 
     dispatch: ClassVar[dict[type, Callable[..., None]]] = pickle._Pickler.dispatch.copy()
 
-    def __init__(
-        self, file: IO[bytes], protocol: int, persistent_id: PersistentId, importer: Importer
-    ) -> None:
+    def __init__(self, file: IO[bytes], protocol: int, importer: Importer) -> None:
         super().__init__(file, protocol)
-        self._persistent_id = persistent_id
         self.importer = importer
-
-    def persistent_id(self, obj: Any) -> Any:
-        return self._persistent_id(obj)
 
     def save_global(self, obj: Any, name: str | None = None) -> None:
         module_name, name = self.importer.get_name(obj, name)
@@ -77,9 +62,14 @@ def create_pickler(
 ) -> pickle.Pickler | PackagePickler:
     from torchpkg.environment import sys_importer
 
-    if importer is sys_importer:
-        return _CPickler(file, protocol, persistent_id)
-    return PackagePickler(file, protocol, persistent_id, importer)
+    pickler: pickle.Pickler | PackagePickler = (
+        pickle.Pickler(file, protocol)
+        if importer is sys_importer
+        else PackagePickler(file, protocol, importer)
+    )
+    # An attribute, not a method override: one Python call per pickled object, not two.
+    pickler.persistent_id = persistent_id  # type: ignore[method-assign]
+    return pickler
 
 
 # Renames that keep old pickles loading after an extern library dropped a name.
@@ -106,14 +96,14 @@ class PackageUnpickler(pickle.Unpickler):
     ) -> None:
         super().__init__(file)
         self._importer = importer
-        self._persistent_load = persistent_load
-
-    def persistent_load(self, pid: Any) -> Any:
-        return self._persistent_load(pid)
+        self.persistent_load = persistent_load  # type: ignore[method-assign]
+        self._replacements = _replacements()
 
     def find_class(self, module_name: str, name: str) -> Any:
         module_name, name = python3_name(module_name, name)
-        renamed = _COMPAT_NAMES.get(module_name, {}).get(name)
+        renamed = _COMPAT_NAMES.get(module_name, {}).get(name) or self._replacements.get(
+            (module_name, name)
+        )
         if renamed is not None:
             return renamed
         module = self._importer.import_module(module_name)
@@ -127,6 +117,39 @@ class PackageUnpickler(pickle.Unpickler):
                 name=name,
                 obj=module,
             ) from None
+
+
+def _replacements() -> dict[tuple[str, str], Any]:
+    """Faster stand-ins for torch's tensor rebuilders, for one load.
+
+    ``_rebuild_tensor_v2`` asks, for every tensor, whether a FakeTensorMode is
+    active (a third of the time of loading thousands of small tensors). No mode
+    can start or stop in the middle of unpickling, so ask once: outside fake mode
+    the rebuild is the same without that question.
+    """
+    torch = torch_if_loaded()
+    if torch is None or torch._guards.detect_fake_mode(None) is not None:
+        return {}
+    rebuild = torch._utils._rebuild_tensor
+    set_metadata = torch._utils.set_tensor_metadata
+
+    def rebuild_tensor_v2(  # noqa: PLR0917 - the signature torch pickles calls with
+        storage: Any,
+        storage_offset: int,
+        size: Any,
+        stride: Any,
+        requires_grad: bool,
+        backward_hooks: Any,
+        metadata: Any = None,
+    ) -> Any:
+        tensor = rebuild(storage, storage_offset, size, stride)
+        tensor.requires_grad = requires_grad
+        if metadata:
+            set_metadata(tensor, metadata)
+        tensor._backward_hooks = backward_hooks
+        return tensor
+
+    return {("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor_v2}
 
 
 def torch_if_loaded() -> Any:
