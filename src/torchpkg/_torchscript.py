@@ -20,7 +20,8 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, BinaryIO, cast
 
-from torchpkg._archive import ArchiveReader, ArchiveWriter, ZipArchiveReader
+from torchpkg._archive import ArchiveWriter
+from torchpkg._archive_reader import ArchiveReader, ZipArchiveReader
 
 __all__ = [
     "GATE_MESSAGE",

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from torchpkg._archive import open_archive
+from torchpkg._archive_reader import open_archive
 from torchpkg.errors import TorchpkgError
 from torchpkg.file_tree import directory_from_records
 

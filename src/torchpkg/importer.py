@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any, BinaryIO
 
 from torchpkg import _tensors, _torchscript
-from torchpkg._archive import ArchiveReader, open_archive
+from torchpkg._archive_reader import ArchiveReader, open_archive
 from torchpkg._importlib import (
     PackageLoader,
     calc_package,

@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from torch.package import PackageExporter, PackageImporter  # noqa: E402
 
-from torchpkg._archive import ALIGNMENT, ArchiveWriter, ZipArchiveReader  # noqa: E402
+from torchpkg._archive import ALIGNMENT, ArchiveWriter  # noqa: E402
+from torchpkg._archive_reader import ZipArchiveReader  # noqa: E402
 
 TENSOR = torch.arange(100, dtype=torch.float32)
 RECORDS = {

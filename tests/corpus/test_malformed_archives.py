@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from torchpkg._archive import ArchiveWriter, ZipArchiveReader, open_archive
+from torchpkg._archive import ArchiveWriter
+from torchpkg._archive_reader import ZipArchiveReader, open_archive
 from torchpkg.errors import ArchiveFormatError, RecordNotFoundError, UnsupportedVersionError
 
 STORAGE = bytes(range(256)) * 4

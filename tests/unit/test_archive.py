@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 
 from torchpkg import _archive
-from torchpkg._archive import (
-    ALIGNMENT,
-    ArchiveWriter,
-    DirectoryArchiveReader,
-    ZipArchiveReader,
-    open_archive,
-)
+from torchpkg._archive import ALIGNMENT, ArchiveWriter
+from torchpkg._archive_reader import DirectoryArchiveReader, ZipArchiveReader, open_archive
 from torchpkg.errors import RecordNotFoundError
 
 RECORDS = {
