@@ -11,8 +11,10 @@ import enum
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -163,12 +165,33 @@ def _source_from_spec(name: str, spec: importlib.machinery.ModuleSpec) -> Module
     if get_source is None or origin in (None, "built-in", "frozen"):
         return ModuleSource(name, SourceStatus.NO_FILE, is_package)
     try:
-        source = get_source(name)
+        source = _cached_source(origin, lambda: get_source(name))
     except (ImportError, OSError):
         return ModuleSource(name, SourceStatus.FILE_MISSING, is_package, filename=origin)
     if source is None:
         return ModuleSource(name, SourceStatus.FILE_MISSING, is_package, filename=origin)
     return ModuleSource(name, SourceStatus.OK, is_package, source, origin)
+
+
+_sources: dict[str, tuple[tuple[int, int], str | None]] = {}
+
+
+def _cached_source(origin: str, read: Callable[[], str | None]) -> str | None:
+    """A source file's text, read again only when its size or mtime changed.
+
+    Exporting the same model twice reads and decodes every source once.
+    """
+    try:
+        info = os.stat(origin)
+    except OSError:
+        return read()
+    stamp = (info.st_mtime_ns, info.st_size)
+    cached = _sources.get(origin)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    source = read()
+    _sources[origin] = (stamp, source)
+    return source
 
 
 def find_spec_without_running(name: str) -> importlib.machinery.ModuleSpec | None:

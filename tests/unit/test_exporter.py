@@ -1334,3 +1334,18 @@ def test_exporting_and_importing_plain_python_never_imports_torch(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_source_edited_between_two_exports_is_exported_as_edited(
+    source_tree: SourceTree,
+) -> None:
+    top = source_tree({"__init__.py": "", "mod.py": "VALUE = 1\n"})
+    first, second = io.BytesIO(), io.BytesIO()
+    with PackageExporter(first) as exporter:
+        exporter.save_module(f"{top}.mod")
+    source = Path(importlib.util.find_spec(f"{top}.mod").origin)  # type: ignore[union-attr,arg-type]
+    source.write_text("VALUE = 2  # edited\nimport json\n")
+    with PackageExporter(second) as exporter:
+        exporter.save_module(f"{top}.mod")
+        assert "json" in exporter.externed_modules()
+    assert records(second.getvalue())[f"{top}/mod.py"].startswith(b"VALUE = 2")
