@@ -49,6 +49,7 @@ test: lint type unit pythons
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/gate.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

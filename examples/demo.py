@@ -13,10 +13,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from modelzoo.convnet import ConvNet  # noqa: E402
-from modelzoo.mlp import MLP, MLPConfig  # noqa: E402
+from modelzoo.convnet import ConvNet
+from modelzoo.mlp import MLP, MLPConfig
 
-from torchpkg import PackageExporter, PackageImporter  # noqa: E402
+from torchpkg import PackageExporter, PackageImporter
 
 
 def check(name: str, model: torch.nn.Module, inputs: torch.Tensor, folder: Path) -> bool:

@@ -1,0 +1,121 @@
+"""Records the root ``nn.Module`` calls of a test with global forward hooks.
+
+A root call is one made while no other module is running on the same
+thread (``model(x)``, not the ``model.encoder(x)`` inside it). Each module
+instance is recorded once, at its first root call that returns, with copies
+of its inputs and the RNG state from just before the call, which is what a
+roundtrip needs to replay that call on the original and on the clone.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn.modules import module as torch_module
+
+from torchpkg import is_from_package
+from torchpkg.roundtrip import RngState
+
+__all__ = ["RecordedCall", "Recorder"]
+
+
+@dataclass(frozen=True)
+class RecordedCall:
+    module: torch.nn.Module
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    rng_state: RngState
+
+
+@dataclass
+class _Pending:
+    module: torch.nn.Module
+    args: tuple[Any, ...]
+    rng_state: RngState
+
+
+class Recorder:
+    """While entered, records root module calls into ``calls``."""
+
+    def __init__(self) -> None:
+        self.calls: list[RecordedCall] = []
+        self._recorded: set[int] = set()  # ids stay unique: ``calls`` keeps the modules alive
+        self._suspended = 0
+        self._thread = threading.local()
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Recorder:
+        self._handles = [
+            torch_module.register_module_forward_pre_hook(self._before),
+            # always_call: an exception inside forward must still end the call.
+            torch_module.register_module_forward_hook(
+                self._after, with_kwargs=True, always_call=True
+            ),
+        ]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Record nothing inside (a roundtrip run by the test calls the model and its clone)."""
+        self._suspended += 1
+        try:
+            yield
+        finally:
+            self._suspended -= 1
+
+    def _before(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        depth: int = getattr(self._thread, "depth", 0)
+        self._thread.depth = depth + 1
+        if (
+            depth == 0
+            and not self._suspended
+            and id(module) not in self._recorded
+            # A model loaded from a package is not this repository's to check.
+            and not is_from_package(module)
+        ):
+            self._thread.pending = _Pending(module, _copy(args), RngState.capture())
+
+    def _after(self, module: torch.nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
+        # ``rest`` is (kwargs, output) after a call that returned; torch passes only
+        # (output,) to always_call hooks when forward raised, and then nothing is recorded.
+        self._thread.depth -= 1
+        if self._thread.depth:
+            return
+        pending: _Pending | None = getattr(self._thread, "pending", None)
+        self._thread.pending = None
+        if pending is None or len(rest) != 2:
+            return
+        # Global pre-hooks do not receive kwargs; forward rarely changes them in place.
+        kwargs = _copy(rest[0])
+        self._recorded.add(id(module))
+        self.calls.append(RecordedCall(module, pending.args, kwargs, pending.rng_state))
+
+
+def _copy(value: Any) -> Any:
+    """A copy that in-place changes the test makes afterwards do not reach."""
+    if isinstance(value, torch.Tensor):
+        clone = value.detach().clone()
+        return clone.requires_grad_() if value.requires_grad else clone
+    if type(value) in (tuple, list):
+        return type(value)(_copy(item) for item in value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*(_copy(item) for item in value))
+    if type(value) is dict:
+        return {key: _copy(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an input that cannot be copied is replayed as it is now
+        return value

@@ -1,0 +1,130 @@
+"""What the plugin reports: per-test data on reports, the terminal summary, JSON, exit status.
+
+Results travel as the plain dicts of ``RoundtripResult.to_dict()`` on an
+attribute of each test report, so pytest-xdist carries them from the workers
+to the controller unchanged; everything the controller builds starts from
+those dicts. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+
+if TYPE_CHECKING:
+    from torchpkg.roundtrip import RoundtripResult
+
+__all__ = ["RESULTS_ATTRIBUTE", "SECTION", "Mode", "SessionReport", "attach", "results_of"]
+
+# The test report attribute holding the results (pytest serialises a report's
+# attributes for xdist, so no serialisation hook is needed).
+RESULTS_ATTRIBUTE: Final = "torchpkg_results"
+# The title of the report section that holds each model's full report.
+SECTION: Final = "torchpkg"
+
+
+class Mode(enum.Enum):
+    """What ``--torchpkg-roundtrip`` does with a model that does not survive packaging."""
+
+    FAIL = "fail"  # fail the test that called it
+    REPORT = "report"  # report it; outcomes stay as they were
+    OFF = "off"  # record nothing
+
+
+def attach(report: pytest.TestReport, results: Sequence[RoundtripResult], mode: Mode) -> None:
+    """Put a test's results on its call-phase report; in ``fail`` mode fail a passing test."""
+    setattr(report, RESULTS_ATTRIBUTE, [result.to_dict() for result in results])
+    report.sections.append((SECTION, "\n\n".join(result.report() for result in results)))
+    failed = [result for result in results if not result.passed]
+    if mode is Mode.FAIL and failed and report.passed:
+        report.outcome = "failed"
+        models = ", ".join(f"{result.model} ({result.verdict.value})" for result in failed)
+        count = "a model" if len(failed) == 1 else f"{len(failed)} models"
+        report.longrepr = (
+            f"{count} did not survive packaging: {models}\n"
+            f"(what differs and what to do is in the '{SECTION}' section below)"
+        )
+
+
+def results_of(report: pytest.TestReport) -> list[dict[str, Any]]:
+    """The result dicts a report carries (none for tests that called no model)."""
+    results: list[dict[str, Any]] = getattr(report, RESULTS_ATTRIBUTE, [])
+    return results
+
+
+@dataclass
+class SessionReport:
+    """Every model checked in the session, by test; listed in node id order (xdist's
+    arrival order changes from run to run)."""
+
+    mode: Mode
+    tests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, nodeid: str, results: list[dict[str, Any]]) -> None:
+        if results:
+            self.tests.setdefault(nodeid, []).extend(results)
+
+    def failures(self) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            (nodeid, result)
+            for nodeid, results in sorted(self.tests.items())
+            for result in results
+            if result["verdict"] != "passed"
+        ]
+
+    def counts(self) -> dict[str, int]:
+        checked = sum(len(results) for results in self.tests.values())
+        failed = len(self.failures())
+        return {"checked": checked, "passed": checked - failed, "failed": failed}
+
+    def summary_lines(self) -> list[str]:
+        counts = self.counts()
+        if not counts["checked"]:
+            return ["0 models checked: no torch.nn.Module was called at the top level of a test"]
+        mode = " (report mode: test outcomes unchanged)" if self.mode is Mode.REPORT else ""
+        lines = [
+            f"{counts['checked']} models checked: {counts['passed']} passed, "
+            f"{counts['failed']} failed{mode}"
+        ]
+        for nodeid, result in self.failures():
+            lines.append(f"FAILED {result['model']} in {nodeid}: {result['verdict']}")
+            kinds: set[str] = set()
+            for diagnostic in result["diagnostics"]:
+                if diagnostic["kind"] not in kinds:  # the first diagnostic of each kind
+                    kinds.add(diagnostic["kind"])
+                    lines.append(f"  {diagnostic['kind']}: {_headline(diagnostic['message'])}")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "summary": self.counts(),
+            "tests": [
+                {"nodeid": nodeid, "models": results}
+                for nodeid, results in sorted(self.tests.items())
+            ],
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    def exit_status(self, current: int) -> int:
+        """``current``, or "tests failed" if a model failed in ``fail`` mode and all else passed."""
+        if self.mode is Mode.FAIL and self.failures() and current == pytest.ExitCode.OK:
+            return pytest.ExitCode.TESTS_FAILED
+        return current
+
+
+def _headline(message: str) -> str:
+    """The first line of a message, with the next one when the first only introduces it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0] if lines else ""
