@@ -26,7 +26,7 @@ def describe_storage(obj: Any, torch: Any) -> StorageRef | None:
     location_tag = torch.serialization.location_tag
     if isinstance(obj, torch.storage.TypedStorage):
         untyped = obj._untyped_storage
-        storage_type = getattr(torch, obj._pickle_storage_type())
+        storage_type = _storage_type(torch, obj)
         # nbytes // itemsize: TypedStorage._size() looks the element size up slowly.
         numel = untyped.nbytes() // obj.dtype.itemsize
         return StorageRef(untyped, storage_type, numel, location_tag(untyped))
@@ -39,6 +39,19 @@ _memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
 _memory_view.restype = ctypes.py_object
 _memory_view.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
 _PYBUF_READ = 0x100
+
+
+def _storage_type(torch: Any, typed: Any) -> Any:
+    """The legacy storage class torch.package records, or the dtype itself.
+
+    Dtypes newer than the legacy classes (float8 kinds, uint16/32/64, ...) have
+    none: torch.package cannot save them at all; we record the dtype, which our
+    loader reads (torch.package's cannot, but it never wrote such archives).
+    """
+    try:
+        return getattr(torch, typed._pickle_storage_type())
+    except KeyError:
+        return typed.dtype
 
 
 def storage_bytes(untyped: Any) -> memoryview:

@@ -41,6 +41,7 @@ from torchpkg import (
 SourceTree = Callable[..., str]
 Export = Callable[..., Path]
 Open = Callable[..., PackageImporter]
+Reexport = Callable[..., tuple[Any, Path]]
 
 MANGLE_PARENT = re.compile(r"<torch_package_\d+>")
 
@@ -150,6 +151,25 @@ def archive(models: str, export: Export) -> Path:
         texts={(models, "notes.txt"): "héllo wörld"},
         binaries={("data", "blob.bin"): b"\x00\x01\xfe\xff"},
     )
+
+
+@pytest.fixture
+def reexport(archive: Path, open_package: Open, export: Export, models: str) -> Reexport:
+    """``reexport(then_sys_importer)``: load the Thing of ``archive`` and save it into a
+    new archive (``models`` interned) whose exporter finds modules in that
+    PackageImporter, then in ``sys_importer`` if asked; gives the Thing and the path."""
+
+    def run(*, then_sys_importer: bool) -> tuple[Any, Path]:
+        importer = open_package(archive)
+        thing = importer.load_pickle("obj", "thing.pkl")
+        path = export(
+            intern=[f"{models}.**"],
+            pickles={("obj", "thing.pkl"): thing},
+            importer=(importer, sys_importer) if then_sys_importer else importer,
+        )
+        return thing, path
+
+    return run
 
 
 def _sys_modules_of(importer: PackageImporter) -> list[str]:
@@ -376,16 +396,9 @@ def test_is_from_package_is_false_for_a_str_and_a_stdlib_object(
 
 
 def test_reexporting_a_loaded_object_writes_no_mangled_name(
-    archive: Path, open_package: Open, export: Export, models: str
+    reexport: Reexport, models: str
 ) -> None:
-    importer = open_package(archive)
-    thing = importer.load_pickle("obj", "thing.pkl")
-
-    path = export(
-        intern=[f"{models}.**"],
-        pickles={("obj", "thing.pkl"): thing},
-        importer=(importer, sys_importer),
-    )
+    _, path = reexport(then_sys_importer=True)
 
     records = _record_bytes(path)
     assert any(name.endswith(f"{models}/models.py") for name in records)
@@ -724,12 +737,9 @@ def test_ordered_importer_falls_through_to_a_later_importer(
 
 
 def test_package_importer_alone_can_serve_a_new_exporter(
-    archive: Path, open_package: Open, export: Export, models: str
+    reexport: Reexport, open_package: Open
 ) -> None:
-    importer = open_package(archive)
-    thing = importer.load_pickle("obj", "thing.pkl")
-
-    path = export(intern=[f"{models}.**"], pickles={("obj", "thing.pkl"): thing}, importer=importer)
+    thing, path = reexport(then_sys_importer=False)
 
     reloaded = open_package(path).load_pickle("obj", "thing.pkl")
     assert reloaded.double() == 42
@@ -737,16 +747,9 @@ def test_package_importer_alone_can_serve_a_new_exporter(
 
 
 def test_object_reexported_with_package_importer_then_sys_importer_loads_again(
-    archive: Path, open_package: Open, export: Export, models: str
+    reexport: Reexport, open_package: Open
 ) -> None:
-    importer = open_package(archive)
-    thing = importer.load_pickle("obj", "thing.pkl")
-
-    path = export(
-        intern=[f"{models}.**"],
-        pickles={("obj", "thing.pkl"): thing},
-        importer=(importer, sys_importer),
-    )
+    _, path = reexport(then_sys_importer=True)
 
     assert open_package(path).load_pickle("obj", "thing.pkl").double() == 42
 
@@ -841,3 +844,30 @@ def test_get_type_hints_resolves_string_annotations_in_the_packaged_module(
     assert hints["x"] is int
     assert typing.get_args(hints["unit"]) == (points.Unit, type(None))
     assert hints["count"] == typing.ClassVar[int]
+
+
+def test_a_second_importer_of_the_same_archive_compiles_nothing(
+    monkeypatch: pytest.MonkeyPatch, source_tree: Callable[..., str]
+) -> None:
+    from torchpkg import _importlib
+
+    top = source_tree({"__init__.py": "", "net.py": "def double(x):\n    return 2 * x\n"})
+    data = io.BytesIO()
+    with PackageExporter(data) as exporter:
+        exporter.save_module(f"{top}.net")
+    with PackageImporter(io.BytesIO(data.getvalue())) as first:
+        assert first.import_module(f"{top}.net").double(2) == 4
+    compiled: list[str] = []
+    real_compile = compile
+    monkeypatch.setattr(
+        _importlib,
+        "compile",
+        lambda *args, **kw: compiled.append(args[1]) or real_compile(*args, **kw),
+        raising=False,
+    )
+    with PackageImporter(io.BytesIO(data.getvalue())) as second:
+        module = second.import_module(f"{top}.net")
+        assert module.double(3) == 6
+        assert module.__file__.startswith(second.id())
+        assert module.double.__code__.co_filename == module.__file__
+    assert compiled == []
