@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from torch.package import PackageExporter, PackageImporter  # noqa: E402
 
-from torchpkg._archive import ALIGNMENT, ArchiveWriter  # noqa: E402
+from _archives import write_records  # noqa: E402
+from torchpkg._archive import ALIGNMENT  # noqa: E402
 from torchpkg._archive_reader import ZipArchiveReader  # noqa: E402
 
 TENSOR = torch.arange(100, dtype=torch.float32)
@@ -27,10 +28,7 @@ RECORDS = {
 def written(tmp_path: Path) -> Path:
     path = tmp_path / "ours.pt"
     with path.open("wb") as out:
-        writer = ArchiveWriter(out, "ours")
-        for name, data in RECORDS.items():
-            writer.write_record(name, data)
-        writer.close()
+        write_records(out, RECORDS, "ours")
     return path
 
 
@@ -91,10 +89,7 @@ def test_package_rewritten_record_by_record_loads_in_package_importer(
 ) -> None:
     path = tmp_path / "rewritten.pt"
     with ZipArchiveReader(exported) as reader, path.open("wb") as out:
-        writer = ArchiveWriter(out, "rewritten")
-        for name in reader.records():
-            writer.write_record(name, reader.read_view(name))
-        writer.close()
+        write_records(out, {name: reader.read_view(name) for name in reader.records()}, "rewritten")
     importer = PackageImporter(str(path))
     assert importer.load_text("pkg", "notes.txt") == "hello"
     assert torch.equal(importer.load_pickle("pkg", "tensor.pkl"), TENSOR)

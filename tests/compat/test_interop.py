@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
@@ -21,20 +21,13 @@ torch = pytest.importorskip("torch")
 import torch.package as tp  # noqa: E402
 
 import torchpkg  # noqa: E402
+from _crossover import CROSSINGS, Direction  # noqa: E402
 
 SourceTree = Callable[..., str]  # the `source_tree` fixture of tests/conftest.py
 
 
-class Direction(NamedTuple):
-    """Which tool writes the archive and which one reads it."""
-
-    exporter: type[Any]
-    importer: type[Any]
-
-
 DIRECTIONS = {
-    "torchpkg-to-torch": Direction(torchpkg.PackageExporter, tp.PackageImporter),
-    "torch-to-torchpkg": Direction(tp.PackageExporter, torchpkg.PackageImporter),
+    **CROSSINGS,
     "torchpkg-to-torchpkg": Direction(torchpkg.PackageExporter, torchpkg.PackageImporter),
 }
 

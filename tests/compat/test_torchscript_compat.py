@@ -4,12 +4,11 @@ loaded modules compute what the originals did."""
 
 from __future__ import annotations
 
-import importlib
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
@@ -19,58 +18,18 @@ import torch.package as tp  # noqa: E402
 
 import torchpkg  # noqa: E402
 import torchpkg.exporter  # noqa: E402
-
-SourceTree = Callable[..., str]  # the `source_tree` fixture of tests/conftest.py
-
-MODELS = """
-import torch
+from _crossover import CROSSINGS, Direction  # noqa: E402
+from _torch_models import SourceTree, X, import_models  # noqa: E402
 
 
-class Affine(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(3, 2)
-        self.register_buffer("offset", torch.arange(2.0))
-
-    def forward(self, x):
-        return torch.relu(self.linear(x)) + self.offset
-
-
-class Holder(torch.nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-        self.head = torch.nn.Linear(2, 2)
-
-    def forward(self, x):
-        return self.head(self.inner(x))
-"""
-
-X = torch.arange(12.0).reshape(4, 3) / 7
-
-
-class Direction(NamedTuple):
-    """Which tool writes the archive and which one reads it."""
-
-    exporter: type[Any]
-    importer: type[Any]
-
-
-DIRECTIONS = {
-    "torchpkg-to-torch": Direction(torchpkg.PackageExporter, tp.PackageImporter),
-    "torch-to-torchpkg": Direction(tp.PackageExporter, torchpkg.PackageImporter),
-}
-
-
-@pytest.fixture(params=list(DIRECTIONS))
+@pytest.fixture(params=list(CROSSINGS))
 def direction(request: pytest.FixtureRequest) -> Direction:
-    return DIRECTIONS[request.param]
+    return CROSSINGS[request.param]
 
 
 @pytest.fixture
 def models(source_tree: SourceTree) -> ModuleType:
-    top = source_tree({"__init__.py": "", "models.py": MODELS})
-    return importlib.import_module(f"{top}.models")
+    return import_models(source_tree)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from torchpkg._archive import ArchiveWriter
+from _archives import write_records
 from torchpkg._archive_reader import ZipArchiveReader, open_archive
 from torchpkg.errors import ArchiveFormatError, RecordNotFoundError, UnsupportedVersionError
 
@@ -18,11 +18,8 @@ STORAGE = bytes(range(256)) * 4
 
 def package_bytes(version: bytes = b"6\n") -> bytes:
     out = io.BytesIO()
-    writer = ArchiveWriter(out, "model")
-    writer.write_record("pkg/__init__.py", b"")
-    writer.write_record(".data/0.storage", STORAGE)
-    writer.write_record(".data/version", version)
-    writer.close()
+    records = {"pkg/__init__.py": b"", ".data/0.storage": STORAGE, ".data/version": version}
+    write_records(out, records, "model")
     return out.getvalue()
 
 

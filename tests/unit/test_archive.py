@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _archives import write_records
 from torchpkg import _archive
 from torchpkg._archive import ALIGNMENT, ArchiveWriter
 from torchpkg._archive_reader import DirectoryArchiveReader, ZipArchiveReader, open_archive
@@ -31,10 +32,7 @@ def write_archive(
     records: Mapping[str, bytes | memoryview] = RECORDS, archive_name: str = "archive"
 ) -> bytes:
     out = io.BytesIO()
-    writer = ArchiveWriter(out, archive_name)
-    for name, data in records.items():
-        writer.write_record(name, data)
-    writer.close()
+    write_records(out, records, archive_name)
     return out.getvalue()
 
 
@@ -263,10 +261,7 @@ def test_read_view_of_many_large_records_copies_nothing(tmp_path: Path) -> None:
     records = {".data/version": b"6\n"} | {f".data/{i}.storage": block for i in range(20)}
     path = tmp_path / "big.pt"
     with path.open("wb") as out:
-        writer = ArchiveWriter(out, "big")
-        for name, data in records.items():
-            writer.write_record(name, data)
-        writer.close()
+        write_records(out, records, "big")
     with ZipArchiveReader(path) as reader:
         tracemalloc.start()
         views = [reader.read_view(f".data/{i}.storage") for i in range(20)]

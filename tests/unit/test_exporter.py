@@ -113,6 +113,17 @@ def chain(source_tree: SourceTree) -> str:
     )
 
 
+def error_when_c_is_denied(chain: str, *, debug: bool = False) -> PackagingError:
+    """The error of saving ``chain.a`` with everything interned but ``chain.c`` denied."""
+    exporter = PackageExporter(io.BytesIO(), debug=debug)
+    exporter.deny(f"{chain}.c")
+    exporter.intern(f"{chain}.**")
+    exporter.save_module(f"{chain}.a")
+    with pytest.raises(PackagingError) as info:
+        exporter.close()
+    return info.value
+
+
 # --- construction -----------------------------------------------------------------------
 
 
@@ -988,13 +999,7 @@ def test_problems_are_raised_at_close_not_when_they_are_found() -> None:
 
 
 def test_a_denied_module_is_reported_with_the_pattern_that_denied_it(chain: str) -> None:
-    exporter = PackageExporter(io.BytesIO())
-    exporter.deny(f"{chain}.c")
-    exporter.intern(f"{chain}.**")
-    exporter.save_module(f"{chain}.a")
-    with pytest.raises(PackagingError) as info:
-        exporter.close()
-    [problem] = info.value.by_reason()[Reason.DENIED]
+    [problem] = error_when_c_is_denied(chain).by_reason()[Reason.DENIED]
     assert problem.subject == f"{chain}.c"
     assert problem.context is not None
     assert f"deny(['{chain}.c'])" in problem.context
@@ -1141,24 +1146,14 @@ def test_the_error_message_says_what_to_do_next_for_each_reason(chain: str) -> N
 
 
 def test_debug_adds_the_import_chain_that_pulled_in_each_module(chain: str) -> None:
-    exporter = PackageExporter(io.BytesIO(), debug=True)
-    exporter.deny(f"{chain}.c")
-    exporter.intern(f"{chain}.**")
-    exporter.save_module(f"{chain}.a")
-    with pytest.raises(PackagingError) as info:
-        exporter.close()
-    assert f"A path to {chain}.c: {chain}.a -> {chain}.b -> {chain}.c" in str(info.value)
+    error = error_when_c_is_denied(chain, debug=True)
+    assert f"A path to {chain}.c: {chain}.a -> {chain}.b -> {chain}.c" in str(error)
 
 
 def test_without_debug_the_message_tells_how_to_see_the_import_chain(chain: str) -> None:
-    exporter = PackageExporter(io.BytesIO())
-    exporter.deny(f"{chain}.c")
-    exporter.intern(f"{chain}.**")
-    exporter.save_module(f"{chain}.a")
-    with pytest.raises(PackagingError) as info:
-        exporter.close()
-    assert "A path to" not in str(info.value)
-    assert "debug=True" in str(info.value)
+    error = error_when_c_is_denied(chain)
+    assert "A path to" not in str(error)
+    assert "debug=True" in str(error)
 
 
 def test_allow_empty_failures_next_to_other_problems_are_part_of_one_packaging_error() -> None:

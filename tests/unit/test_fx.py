@@ -3,9 +3,7 @@ forward as packaged source, and the loaded module re-traces it and runs."""
 
 from __future__ import annotations
 
-import importlib
 import io
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -15,12 +13,13 @@ torch = pytest.importorskip("torch")
 
 from torch.fx._lazy_graph_module import _LazyGraphModule  # noqa: E402
 
-from torchpkg import PackageExporter, PackageImporter  # noqa: E402
+from _torch_models import MODELS, SourceTree, X, import_models, load, package  # noqa: E402
+from torchpkg import PackageImporter  # noqa: E402
 
-SourceTree = Callable[..., str]  # the `source_tree` fixture of tests/conftest.py
+FX_MODELS = (
+    MODELS
+    + """
 
-MODELS = """
-import torch
 import torch.fx
 
 
@@ -31,16 +30,6 @@ def scale(x):
 torch.fx.wrap("scale")  # a leaf: the graph calls it by name from this module
 
 
-class Affine(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(3, 2)
-        self.register_buffer("offset", torch.arange(2.0))
-
-    def forward(self, x):
-        return torch.relu(self.linear(x)) + self.offset
-
-
 class Scaled(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -48,33 +37,13 @@ class Scaled(torch.nn.Module):
 
     def forward(self, x):
         return scale(self.linear(x))
-
-
-class Holder(torch.nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-        self.head = torch.nn.Linear(2, 2)
-
-    def forward(self, x):
-        return self.head(self.inner(x))
 """
-
-X = torch.arange(12.0).reshape(4, 3) / 7
+)
 
 
 @pytest.fixture
 def models(source_tree: SourceTree) -> ModuleType:
-    top = source_tree({"__init__.py": "", "models.py": MODELS})
-    return importlib.import_module(f"{top}.models")
-
-
-def package(obj: Any, models: ModuleType) -> bytes:
-    out = io.BytesIO()
-    with PackageExporter(out) as exporter:
-        exporter.intern(f"{models.__package__}.**")
-        exporter.save_pickle("obj", "obj.pkl", obj)
-    return out.getvalue()
+    return import_models(source_tree, FX_MODELS)
 
 
 def open_package(data: bytes) -> PackageImporter:
@@ -87,14 +56,14 @@ def operations(graph_module: Any) -> list[tuple[str, str]]:
 
 def test_a_traced_graph_module_round_trips_with_equal_outputs(models: ModuleType) -> None:
     traced = torch.fx.symbolic_trace(models.Affine())
-    loaded = open_package(package(traced, models)).load_pickle("obj", "obj.pkl")
+    loaded = load(package(traced, models))
     assert isinstance(loaded, torch.fx.GraphModule)
     assert torch.equal(loaded(X), traced(X))
 
 
 def test_the_loaded_graph_has_the_same_operations(models: ModuleType) -> None:
     traced = torch.fx.symbolic_trace(models.Affine())
-    loaded = open_package(package(traced, models)).load_pickle("obj", "obj.pkl")
+    loaded = load(package(traced, models))
     assert operations(loaded) == operations(traced)
 
 
@@ -117,7 +86,7 @@ def test_a_wrapped_function_the_graph_calls_comes_from_the_package(models: Modul
 
 def test_a_graph_module_inside_a_plain_module_round_trips(models: ModuleType) -> None:
     holder = models.Holder(torch.fx.symbolic_trace(models.Affine()))
-    loaded = open_package(package(holder, models)).load_pickle("obj", "obj.pkl")
+    loaded = load(package(holder, models))
     assert isinstance(loaded.inner, torch.fx.GraphModule)
     assert torch.equal(loaded(X), holder(X))
 
@@ -126,7 +95,7 @@ def test_a_lazy_graph_module_round_trips(models: ModuleType) -> None:
     """What torch.compile hands out; it recompiles before saving its code."""
     traced = torch.fx.symbolic_trace(models.Affine())
     lazy = _LazyGraphModule(traced, traced.graph)
-    loaded = open_package(package(lazy, models)).load_pickle("obj", "obj.pkl")
+    loaded = load(package(lazy, models))
     assert torch.equal(loaded(X), traced(X))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,62 +15,19 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import torchpkg.exporter  # noqa: E402
+from _torch_models import SourceTree, X, import_models, load, package  # noqa: E402
 from torchpkg import PackageExporter, PackageImporter, sys_importer  # noqa: E402
-
-SourceTree = Callable[..., str]  # the `source_tree` fixture of tests/conftest.py
-
-MODELS = """
-import torch
-
-
-class Affine(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(3, 2)
-        self.register_buffer("offset", torch.arange(2.0))
-
-    def forward(self, x):
-        return torch.relu(self.linear(x)) + self.offset
-
-
-class Holder(torch.nn.Module):
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-        self.head = torch.nn.Linear(2, 2)
-
-    def forward(self, x):
-        return self.head(self.inner(x))
-"""
-
-X = torch.arange(12.0).reshape(4, 3) / 7
 
 
 @pytest.fixture
 def models(source_tree: SourceTree) -> ModuleType:
     """A throwaway module with the plain models (interned by ``package``)."""
-    import importlib
-
-    top = source_tree({"__init__.py": "", "models.py": MODELS})
-    return importlib.import_module(f"{top}.models")
+    return import_models(source_tree)
 
 
 @pytest.fixture
 def ungated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torchpkg.exporter, "_gate_torchscript_serialization", False)
-
-
-def package(obj: Any, models: ModuleType, target: Path | io.BytesIO | None = None) -> bytes:
-    """Archive bytes holding ``obj`` as ``obj/obj.pkl``, the models' package interned."""
-    out = io.BytesIO() if target is None else target
-    with PackageExporter(out) as exporter:
-        exporter.intern(f"{models.__package__}.**")
-        exporter.save_pickle("obj", "obj.pkl", obj)
-    return out.read_bytes() if isinstance(out, Path) else out.getvalue()
-
-
-def load(data: bytes, map_location: Any = None) -> Any:
-    return PackageImporter(io.BytesIO(data)).load_pickle("obj", "obj.pkl", map_location)
 
 
 def records(data: bytes) -> list[str]:
