@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q $(if $(WHEELS),--find-links $(WHEELS))
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 # torch wheels exist only for 3.11 here: the other versions run the torch-free tests
 # (tests needing torch skip themselves). Versions not installed are skipped.
 TORCH_FREE_PYTHONS ?= $(foreach v,3.10 3.12 3.13,$(firstword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python3) python$(v)))
