@@ -1,10 +1,17 @@
-"""Where things live inside an archive."""
+"""Where things live inside an archive, and the records the exporter writes at close."""
 
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import PurePosixPath, PureWindowsPath
 
-__all__ = ["module_path", "record_path"]
+from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
+from torchpkg._graph import ModuleNode
+from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
+from torchpkg.policy import Action
+
+__all__ = ["module_path", "record_path", "write_framework_records", "write_module"]
 
 
 def record_path(package: str, resource: str) -> str:
@@ -22,3 +29,22 @@ def record_path(package: str, resource: str) -> str:
 def module_path(module: str, is_package: bool) -> str:
     base = module.replace(".", "/")
     return f"{base}/__init__.py" if is_package else f"{base}.py"
+
+
+def write_module(writer: ArchiveWriter, node: ModuleNode) -> None:
+    """An interned module's source, or a mocked module's stub (and the stub's support)."""
+    if node.action is Action.INTERN and node.source is not None:
+        writer.write_record(module_path(node.name, node.is_package), node.source.encode("utf-8"))
+    elif node.action is Action.MOCK:
+        support = module_path(MOCK_MODULE, False)
+        if not writer.has_record(support):
+            writer.write_record(support, MOCK_SUPPORT_SOURCE.encode())
+        writer.write_record(module_path(node.name, node.is_package), MOCK_STUB_SOURCE.encode())
+
+
+def write_framework_records(writer: ArchiveWriter, externs: list[str]) -> None:
+    """The records under ``.data/`` (and ``byteorder``) that readers look for."""
+    writer.write_record(".data/extern_modules", "".join(f"{name}\n" for name in externs).encode())
+    writer.write_record(".data/python_version", platform.python_version().encode())
+    writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
+    writer.write_record("byteorder", sys.byteorder.encode())

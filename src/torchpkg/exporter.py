@@ -14,18 +14,15 @@ import itertools
 import logging
 import os
 import pickle
-import platform
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 from torchpkg import _exported, _tensors, _torchscript
-from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
+from torchpkg._archive import ArchiveWriter
 from torchpkg._hooks import ActionHook, RemovableHandle
-from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
-from torchpkg._paths import module_path, record_path
+from torchpkg._paths import record_path, write_framework_records, write_module
 from torchpkg._pickle_scan import scan_globals_fast
 from torchpkg._staging import StagedTarget
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
@@ -327,7 +324,7 @@ class PackageExporter:
             self._write_modules()
             if self._script is not None:
                 self._script.copy_into(self._writer)
-            self._write_framework_records()
+            write_framework_records(self._writer, self.externed_modules())
             self._writer.close()
             self._target.commit()
         except BaseException:
@@ -376,34 +373,12 @@ class PackageExporter:
                 )
 
     def _write_modules(self) -> None:
-        mock_written = False
         for node in list(self._resolver.graph.nodes.values()):
             if node.is_pickle or node.action is None or not node.found:
                 continue
             for hook in list(self._hooks[node.action].values()):
                 hook(self, node.name)
-            if node.action is Action.INTERN and node.source is not None:
-                self._writer.write_record(
-                    module_path(node.name, node.is_package), node.source.encode("utf-8")
-                )
-            elif node.action is Action.MOCK:
-                if not mock_written:
-                    self._writer.write_record(
-                        module_path(MOCK_MODULE, False), MOCK_SUPPORT_SOURCE.encode()
-                    )
-                    mock_written = True
-                self._writer.write_record(
-                    module_path(node.name, node.is_package), MOCK_STUB_SOURCE.encode()
-                )
-
-    def _write_framework_records(self) -> None:
-        externs = self.externed_modules()
-        self._writer.write_record(
-            ".data/extern_modules", "".join(f"{name}\n" for name in externs).encode()
-        )
-        self._writer.write_record(".data/python_version", platform.python_version().encode())
-        self._writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
-        self._writer.write_record("byteorder", sys.byteorder.encode())
+            write_module(self._writer, node)
 
 
 class _Kind(enum.Enum):
