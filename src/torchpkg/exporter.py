@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -131,7 +131,7 @@ class PackageExporter:
             raise error
         path = record_path(package, resource)
         buffer = io.BytesIO()
-        pickler = create_pickler(buffer, pickle_protocol, self._persistent_id, self.importer)
+        pickler = create_pickler(buffer, pickle_protocol, self._persistent_ids(), self.importer)
         node = f"<{package}.{resource}>"
         try:
             pickler.dump(obj)
@@ -270,14 +270,23 @@ class PackageExporter:
 
     # --- pickling internals -------------------------------------------------------
 
-    def _persistent_id(self, obj: Any) -> Any:
-        # Called for every object pickled (tens of thousands for big models): decide
-        # once per type, then it is one dict lookup.
-        kind = self._kinds.get(type(obj))
+    def _persistent_ids(self) -> Callable[[Any], Any]:
+        """The pickler's hook. It runs for every object pickled (tens of thousands for
+        big models): the kind of each type is decided once, and the common case is a
+        dict lookup on locals."""
+        kinds, plain, special = self._kinds, _Kind.PLAIN, self._persistent_id
+
+        def persistent_id(obj: Any) -> Any:
+            kind = kinds.get(type(obj))
+            return None if kind is plain else special(obj, kind)
+
+        return persistent_id
+
+    def _persistent_id(self, obj: Any, kind: _Kind | None) -> Any:
         if kind is None:
             kind = self._kinds[type(obj)] = _classify(type(obj))
-        if kind is _Kind.PLAIN:
-            return None
+            if kind is _Kind.PLAIN:
+                return None
         if kind is _Kind.STORAGE:
             ref = _tensors.describe_storage(obj, torch_if_loaded())
             assert ref is not None
