@@ -8,7 +8,6 @@ leaves nothing behind.
 
 from __future__ import annotations
 
-import enum
 import io
 import itertools
 import logging
@@ -34,6 +33,8 @@ from torchpkg.errors import (
 )
 from torchpkg.glob import GlobPattern
 from torchpkg.pickling import (
+    Kind,
+    classify,
     create_pickler,
     pickle_protocol_error,
     pickling_problem,
@@ -84,7 +85,7 @@ class PackageExporter:
         self._problems: list[Problem] = []
         self._storage_keys: dict[int, tuple[str, Any]] = {}
         self._reduced: dict[int, tuple[Any, ...]] = {}
-        self._kinds: dict[type, _Kind] = {}
+        self._kinds: dict[type, Kind] = {}
         self._kept: list[Any] = []
         self._unique_ids = itertools.count()
         self._script: _torchscript.ScriptArchive | None = None  # made when a ScriptModule is saved
@@ -274,7 +275,7 @@ class PackageExporter:
         """The pickler's hook. It runs for every object pickled (tens of thousands for
         big models): the kind of each type is decided once, and the common case is a
         dict lookup on locals."""
-        kinds, plain, special = self._kinds, _Kind.PLAIN, self._persistent_id
+        kinds, plain, special = self._kinds, Kind.PLAIN, self._persistent_id
 
         def persistent_id(obj: Any) -> Any:
             kind = kinds.get(type(obj))
@@ -282,12 +283,12 @@ class PackageExporter:
 
         return persistent_id
 
-    def _persistent_id(self, obj: Any, kind: _Kind | None) -> Any:
+    def _persistent_id(self, obj: Any, kind: Kind | None) -> Any:
         if kind is None:
-            kind = self._kinds[type(obj)] = _classify(type(obj))
-            if kind is _Kind.PLAIN:
+            kind = self._kinds[type(obj)] = classify(type(obj))
+            if kind is Kind.PLAIN:
                 return None
-        if kind is _Kind.STORAGE:
+        if kind is Kind.STORAGE:
             ref = _tensors.describe_storage(obj, torch_if_loaded())
             assert ref is not None
             key = self._storage_key(ref)
@@ -388,22 +389,3 @@ class PackageExporter:
             for hook in list(self._hooks[node.action].values()):
                 hook(self, node.name)
             write_module(self._writer, node)
-
-
-class _Kind(enum.Enum):
-    """How the exporter's pickler treats objects of a type."""
-
-    PLAIN = "plain"  # pickled as usual
-    STORAGE = "storage"  # a record of its own, referenced by a persistent id
-    REDUCE = "reduce"  # __reduce_package__ (or an ExportedProgram, saved our way)
-
-
-def _classify(cls: type) -> _Kind:
-    torch = torch_if_loaded()
-    if torch is not None and issubclass(cls, (torch.storage.TypedStorage, torch.UntypedStorage)):
-        return _Kind.STORAGE
-    if issubclass(cls, type):  # classes are pickled by name, even those with the hook
-        return _Kind.PLAIN
-    if getattr(cls, "__reduce_package__", None) is not None or _exported.is_exported_program(cls):
-        return _Kind.REDUCE
-    return _Kind.PLAIN

@@ -10,12 +10,14 @@ holds torch objects: pickling plain Python objects never imports it.
 from __future__ import annotations
 
 import _compat_pickle
+import enum
 import pickle
 import re
 import sys
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
+from torchpkg import _exported
 from torchpkg.environment import Importer, _getattribute
 from torchpkg.errors import (
     ImportedObjectNotFoundError,
@@ -25,7 +27,7 @@ from torchpkg.errors import (
     Problem,
 )
 
-__all__ = ["PackagePickler", "PackageUnpickler", "create_pickler"]
+__all__ = ["Kind", "PackagePickler", "PackageUnpickler", "classify", "create_pickler"]
 
 PersistentId = Callable[[Any], Any]
 
@@ -187,3 +189,22 @@ def pickling_problem(node: str, obj: object, exc: BaseException) -> Problem:
     ):
         return Problem(PackagingErrorReason.OBJECT_NOT_FOUND, node, context)
     return Problem(PackagingErrorReason.UNPICKLABLE, node, context)
+
+
+class Kind(enum.Enum):
+    """How the exporter's pickler treats objects of a type."""
+
+    PLAIN = "plain"  # pickled as usual
+    STORAGE = "storage"  # a record of its own, referenced by a persistent id
+    REDUCE = "reduce"  # __reduce_package__ (or an ExportedProgram, saved our way)
+
+
+def classify(cls: type) -> Kind:
+    torch = torch_if_loaded()
+    if torch is not None and issubclass(cls, (torch.storage.TypedStorage, torch.UntypedStorage)):
+        return Kind.STORAGE
+    if issubclass(cls, type):  # classes are pickled by name, even those with the hook
+        return Kind.PLAIN
+    if getattr(cls, "__reduce_package__", None) is not None or _exported.is_exported_program(cls):
+        return Kind.REDUCE
+    return Kind.PLAIN
