@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import io
 import pickle
-import re
 import sys
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchpkg.errors import PackagingError, PackagingErrorReason
-from torchpkg.mangling import demangle, is_mangled
+from torchpkg.mangling import demangle, demangle_text, is_mangled
 
 __all__ = [
     "Diagnostic",
@@ -275,7 +274,7 @@ def error_diagnostic(kind: DiagnosticKind, what: str, error: BaseException) -> D
         location = f"{demangle(last.filename)}:{last.lineno}"
     shown = frames[frames.index(packaged[0]) :] if packaged else frames[-4:]
     tail = "".join(traceback.format_list(shown[-8:]))
-    tail = re.sub(r"<torch_package_\d+>\.", "", tail)
+    tail = demangle_text(tail)
     message = f"{what} raised {type(error).__name__}: {error}\n{tail.rstrip()}"
     if kind is DiagnosticKind.LOAD_ERROR:
         next_step = (

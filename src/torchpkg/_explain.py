@@ -19,7 +19,7 @@ from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 from torchpkg._diagnostics import Diagnostic, DiagnosticKind
-from torchpkg.mangling import demangle, is_mangled
+from torchpkg.mangling import demangle, demangle_text, is_mangled
 
 __all__ = [
     "GlobalValue",
@@ -135,7 +135,7 @@ def _shown(value: Any) -> str:
         text = repr(value)
     except Exception:
         text = f"<{type(value).__name__}>"
-    text = re.sub(r"<torch_package_\d+>\.", "", text)
+    text = demangle_text(text)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -155,12 +155,10 @@ class ScriptLoader:
                 continue
             number = match.group(1)
             name = f"{number}.storage"
-            known = number in self._storages or int(number) in self._storages
-            if known or not self._context.has_storage(name):
+            if number in self._storages or not self._context.has_storage(name):
                 continue
             storage = self._context.get_storage(name, self._torch.uint8).untyped_storage()
-            # torchpkg's pickles name storages by str keys, torch.package's by int keys.
-            self._storages[number] = self._storages[int(number)] = storage
+            self._storages[number] = storage
 
 
 def _torch_reader(torch: Any, archive: ArchiveReader) -> Any:

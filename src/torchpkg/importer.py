@@ -130,6 +130,7 @@ class PackageImporter(Importer):
                 if restore is None:
                     restore = _tensors.restore_location(torch, map_location)
                 storage_type, key, location, _size = saved_id[1:]
+                key = str(key)  # torch.package pickles int keys, torchpkg str keys
                 dtype = _tensors.storage_dtype(torch, storage_type)
                 if key not in storages:
                     view = views.view(f".data/{key}.storage")

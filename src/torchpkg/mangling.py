@@ -12,9 +12,17 @@ import itertools
 import re
 import threading
 
-__all__ = ["PackageMangler", "demangle", "get_mangle_prefix", "is_mangled"]
+__all__ = [
+    "PackageMangler",
+    "demangle",
+    "demangle_text",
+    "get_mangle_prefix",
+    "is_mangled",
+    "mentions_mangled",
+]
 
 _MANGLED = re.compile(r"<torch_package_\d+>")
+_MANGLED_DOT = re.compile(r"<torch_package_\d+>\.")
 # torch.package numbers its importers from 0 in the same process and registers
 # their modules where torch.compile looks them up; counting from here keeps our
 # parents from ever taking one of its names.
@@ -35,6 +43,16 @@ def demangle(name: str) -> str:
         return name
     rest = name[match.end() :]
     return rest[1:] if rest.startswith(".") else rest
+
+
+def mentions_mangled(text: str) -> bool:
+    """Whether a mangled name appears anywhere in ``text`` (an error message, a repr)."""
+    return _MANGLED.search(text) is not None
+
+
+def demangle_text(text: str) -> str:
+    """``text`` with every ``<torch_package_N>.`` removed, for messages users read."""
+    return _MANGLED_DOT.sub("", text)
 
 
 def get_mangle_prefix(name: str) -> str:

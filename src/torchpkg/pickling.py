@@ -26,6 +26,7 @@ from torchpkg.errors import (
     PackagingErrorReason,
     Problem,
 )
+from torchpkg.mangling import mentions_mangled
 
 __all__ = ["Kind", "PackagePickler", "PackageUnpickler", "classify", "create_pickler"]
 
@@ -170,7 +171,6 @@ def pickle_protocol_error(protocol: object) -> ValueError | None:
     )
 
 
-_MANGLED_IN_TEXT = re.compile(r"<torch_package_\d+>")
 _MISSING_MODULE = re.compile(r"(?:import of module|No module named) '([^']+)'")
 
 
@@ -178,7 +178,7 @@ def pickling_problem(node: str, obj: object, exc: BaseException) -> Problem:
     """Why pickling failed, read off the pickler's error (it carries no structured cause)."""
     text = str(exc)
     context = f"{type(obj).__name__} object: {text}"
-    if _MANGLED_IN_TEXT.search(text):
+    if mentions_mangled(text):
         return Problem(PackagingErrorReason.FROM_ANOTHER_PACKAGE, node, context)
     missing = _MISSING_MODULE.search(text)
     if missing is not None:
