@@ -9,7 +9,6 @@ roundtrip needs to replay that call on the original and on the clone.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import torch
 from torch.nn.modules import module as torch_module
 
 from torchpkg import is_from_package
-from torchpkg.roundtrip import RngState
+from torchpkg.roundtrip import RngState, copy_inputs
 
 __all__ = ["RecordedCall", "Recorder"]
 
@@ -84,7 +83,7 @@ class Recorder:
             # A model loaded from a package is not this repository's to check.
             and not is_from_package(module)
         ):
-            self._thread.pending = _Pending(module, _copy(args), RngState.capture())
+            self._thread.pending = _Pending(module, copy_inputs(args), RngState.capture())
 
     def _after(self, module: torch.nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
         # ``rest`` is (kwargs, output) after a call that returned; torch passes only
@@ -97,25 +96,6 @@ class Recorder:
         if pending is None or len(rest) != 2:
             return
         # Global pre-hooks do not receive kwargs; forward rarely changes them in place.
-        kwargs = _copy(rest[0])
+        kwargs = copy_inputs(rest[0])
         self._recorded.add(id(module))
         self.calls.append(RecordedCall(module, pending.args, kwargs, pending.rng_state))
-
-
-def _copy(value: Any) -> Any:
-    """A copy that in-place changes the test makes afterwards do not reach."""
-    if isinstance(value, torch.Tensor):
-        clone = value.detach().clone()
-        return clone.requires_grad_() if value.requires_grad else clone
-    if type(value) in (tuple, list):
-        return type(value)(_copy(item) for item in value)
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
-        return type(value)(*(_copy(item) for item in value))
-    if type(value) is dict:
-        return {key: _copy(item) for key, item in value.items()}
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
-        return value
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # an input that cannot be copied is replayed as it is now
-        return value

@@ -68,6 +68,7 @@ __all__ = [
     "RoundtripFailure",
     "RoundtripResult",
     "Verdict",
+    "copy_inputs",
     "own_packages",
     "roundtrip",
 ]
@@ -205,12 +206,34 @@ class RngState:
             numpy.random.set_state(self.numpy)
 
 
+def copy_inputs(value: Any) -> Any:
+    """A copy of model inputs that in-place changes made later cannot reach.
+
+    Tensors are cloned (keeping requires_grad, which deepcopy refuses for non-leaf
+    tensors), containers copied item by item, and an item that cannot be copied
+    is used as it is.
+    """
+    torch: Any = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        clone = value.detach().clone()
+        return clone.requires_grad_() if value.requires_grad else clone
+    if type(value) in (tuple, list):
+        return type(value)(copy_inputs(item) for item in value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*(copy_inputs(item) for item in value))
+    if type(value) is dict:
+        return {key: copy_inputs(item) for key, item in value.items()}
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # not copyable: used as it is
+        return value
+
+
 def _copies(inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[Any, Any]]:
     """One copy of the inputs per call, so in-place changes by one call cannot reach the other."""
-    try:
-        return [copy.deepcopy((inputs, kwargs)) for _ in range(2)]
-    except Exception:  # not copyable: both calls get the caller's objects
-        return [(inputs, kwargs), (inputs, kwargs)]
+    return [(copy_inputs(inputs), copy_inputs(kwargs)) for _ in range(2)]
 
 
 # --- the roundtrip -----------------------------------------------------------------------
