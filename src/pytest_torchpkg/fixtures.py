@@ -119,15 +119,12 @@ def isolated_importer() -> Iterator[IsolatedImporter]:
 
 
 def _export(obj: Any, extern: GlobPattern, mock: GlobPattern, intern: GlobPattern) -> io.BytesIO:
-    from torchpkg.roundtrip import TOOLING_EXTERNS, own_packages
+    from torchpkg._roundtrip_export import Rules, own_packages, patterns
 
+    rules = Rules(patterns(mock), patterns(extern), patterns(intern), tuple(own_packages(obj)))
     buffer = io.BytesIO()
     with PackageExporter(buffer) as exporter:
-        exporter.mock(mock)
-        exporter.extern(extern)
-        exporter.intern(intern)
-        exporter.intern([f"{top}.**" for top in own_packages(obj)])
-        exporter.extern(TOOLING_EXTERNS)
+        rules.apply(exporter)
         exporter.save_pickle(ISOLATED_PACKAGE, ISOLATED_RESOURCE, obj)
     buffer.seek(0)
     return buffer

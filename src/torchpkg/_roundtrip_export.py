@@ -125,7 +125,24 @@ class Rules:
     extern: tuple[str, ...]
     intern: tuple[str, ...]
     own: tuple[str, ...]
-    configure: Callable[[PackageExporter], None] | None
+    configure: Callable[[PackageExporter], None] | None = None
+
+    def apply(self, exporter: PackageExporter, auto: list[str] | tuple[str, ...] = ()) -> None:
+        """The rules in the order that decides: the user's, the hook's, the automatic
+        externs, the model's own packages, then test tooling."""
+        if self.mock:
+            exporter.mock(self.mock)
+        if self.extern:
+            exporter.extern(self.extern)
+        if self.intern:
+            exporter.intern(self.intern)
+        if self.configure is not None:
+            self.configure(exporter)
+        if auto:
+            exporter.extern(auto)
+        if self.own:
+            exporter.intern([f"{top}.**" for top in self.own])
+        exporter.extern(TOOLING_EXTERNS)
 
 
 @dataclass(frozen=True)
@@ -148,19 +165,7 @@ def _export_once(
     error: BaseException | None = None
     try:
         with exporter:
-            if rules.mock:
-                exporter.mock(rules.mock)
-            if rules.extern:
-                exporter.extern(rules.extern)
-            if rules.intern:
-                exporter.intern(rules.intern)
-            if rules.configure is not None:
-                rules.configure(exporter)
-            if auto:
-                exporter.extern(auto)
-            if rules.own:
-                exporter.intern([f"{top}.**" for top in rules.own])
-            exporter.extern(TOOLING_EXTERNS)
+            rules.apply(exporter, auto)
             exporter.save_pickle(PACKAGE, RESOURCE, model)
     except Exception as raised:
         error = raised
