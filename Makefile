@@ -9,6 +9,9 @@ TORCH_SPEC ?= torch==2.13.0
 WHEELS := $(wildcard /opt/wheels)
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q $(if $(WHEELS),--find-links $(WHEELS))
 PYTEST_ARGS ?= -n 2
+# The real-library corpus never downloads: tiny configs, random weights.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 # torch wheels exist only for 3.11 here: the other versions run the torch-free tests
 # (tests needing torch skip themselves). Versions not installed are skipped.
 TORCH_FREE_PYTHONS ?= $(foreach v,3.10 3.12 3.13,$(firstword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python3) python$(v)))
@@ -20,7 +23,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) $(TORCH_SPEC)
-	$(PIP_INSTALL) -e '.[test,bench]' numpy
+	echo '$(TORCH_SPEC)' > $(VENV)/constraints.txt
+	$(PIP_INSTALL) -c $(VENV)/constraints.txt -e '.[test,bench,real]' numpy
+	# torchvision's only wheel here is a CUDA build that breaks CPU torch.
+	$(BIN)/python -m pip uninstall -y -q torchvision 2>/dev/null || true
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -1,8 +1,9 @@
 """An MLP whose output ramps up over its first calls (a warm-up schedule).
 
 Broken on purpose: the step count lives in a module global, not on the model.
-A package re-imports this module, so the packaged copy counts from zero again
-and computes something else (torchpkg reports the global that changed).
+A package re-imports this module, so a packaged copy of a warmed-up model
+counts from zero again and computes something else (torchpkg reports the
+global that changed).
 """
 
 from __future__ import annotations

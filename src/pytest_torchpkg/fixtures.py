@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import pytest
@@ -59,8 +60,8 @@ class IsolatedImporter(Protocol):
     ) -> PackageImporter:
         """A fresh importer of ``source``: an archive (path, bytes, binary file object) or
         an object to export first, with the rules ``roundtrip()`` uses: ``mock``,
-        ``extern``, ``intern``, then the object's own top-level packages interned
-        and test tooling extern."""
+        ``extern``, ``intern``, test tooling extern, then the policy by provenance
+        (the repository's code interned, installed distributions extern)."""
         ...
 
 
@@ -84,7 +85,7 @@ def package_roundtrip(request: pytest.FixtureRequest) -> PackageRoundtrip:
 
 
 @pytest.fixture
-def isolated_importer() -> Iterator[IsolatedImporter]:
+def isolated_importer(request: pytest.FixtureRequest) -> Iterator[IsolatedImporter]:
     """Open packages for the test; at teardown close them and check their modules are gone."""
     importers: list[PackageImporter] = []
 
@@ -97,7 +98,7 @@ def isolated_importer() -> Iterator[IsolatedImporter]:
         intern: GlobPattern = (),
     ) -> PackageImporter:
         if not isinstance(source, (bytes, str, os.PathLike)) and not hasattr(source, "read"):
-            source = _export(source, extern, mock, intern)
+            source = _export(source, extern, mock, intern, request.config.rootpath)
         elif extern or mock or intern:
             raise TypeError("extern, mock and intern apply to an object to export, not an archive")
         elif isinstance(source, bytes):
@@ -118,10 +119,12 @@ def isolated_importer() -> Iterator[IsolatedImporter]:
         pytest.fail(f"closed importers left their modules in sys.modules: {left}", pytrace=False)
 
 
-def _export(obj: Any, extern: GlobPattern, mock: GlobPattern, intern: GlobPattern) -> io.BytesIO:
-    from torchpkg._roundtrip_export import Rules, own_packages, patterns
+def _export(
+    obj: Any, extern: GlobPattern, mock: GlobPattern, intern: GlobPattern, root: Path
+) -> io.BytesIO:
+    from torchpkg.roundtrip._export import Rules, patterns
 
-    rules = Rules(patterns(mock), patterns(extern), patterns(intern), tuple(own_packages(obj)))
+    rules = Rules(patterns(mock), patterns(extern), patterns(intern), (str(root),))
     buffer = io.BytesIO()
     with PackageExporter(buffer) as exporter:
         rules.apply(exporter)

@@ -33,6 +33,9 @@ MOCK_INI: Final = "torchpkg_mock"
 INTERN_INI: Final = "torchpkg_intern"
 RTOL_INI: Final = "torchpkg_rtol"
 ATOL_INI: Final = "torchpkg_atol"
+ISOLATION_INI: Final = "torchpkg_isolation"
+TIMEOUT_INI: Final = "torchpkg_timeout"
+ISOLATIONS: Final = ("process", "in-process")
 MARKER: Final = "torchpkg"
 SKIP_MARKER: Final = "torchpkg_skip"
 
@@ -61,6 +64,9 @@ class Settings:
     mode: Mode
     report_path: Path | None
     defaults: RoundtripOptions
+    root: Path  # the repository under test: its code is interned
+    isolation: str  # where clones run: "process" or "in-process"
+    timeout: float  # seconds a clone may take to load and run
 
 
 SETTINGS: Final = pytest.StashKey[Settings]()
@@ -108,6 +114,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(name, f"module patterns to {action} in every roundtrip.", type="linelist")
     parser.addini(RTOL_INI, "relative tolerance for outputs (default: exact).", default="")
     parser.addini(ATOL_INI, "absolute tolerance for outputs (default: exact).", default="")
+    parser.addini(
+        ISOLATION_INI,
+        "where clones load and run: 'process' (a worker process, the default: the session "
+        "never sees the package's imports) or 'in-process'.",
+        default="process",
+    )
+    parser.addini(
+        TIMEOUT_INI, "seconds a clone may take to load and run (default 300).", default="300"
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -151,14 +166,22 @@ def _settings(config: pytest.Config) -> Settings:
         extern=tuple(config.getini(EXTERN_INI)),
         mock=tuple(config.getini(MOCK_INI)),
         intern=tuple(config.getini(INTERN_INI)),
-        rtol=_ini_tolerance(config, RTOL_INI),
-        atol=_ini_tolerance(config, ATOL_INI),
+        rtol=_ini_number(config, RTOL_INI),
+        atol=_ini_number(config, ATOL_INI),
     )
     report_path = None if report is None else config.invocation_params.dir / report
-    return Settings(mode, report_path, defaults)
+    isolation = config.getini(ISOLATION_INI).strip()
+    if isolation not in ISOLATIONS:
+        raise pytest.UsageError(
+            f"ini key {ISOLATION_INI}: expected one of {', '.join(ISOLATIONS)}, got {isolation!r}"
+        )
+    timeout = _ini_number(config, TIMEOUT_INI)
+    if timeout is None or timeout <= 0:
+        raise pytest.UsageError(f"ini key {TIMEOUT_INI}: expected a number of seconds > 0")
+    return Settings(mode, report_path, defaults, config.rootpath, isolation, timeout)
 
 
-def _ini_tolerance(config: pytest.Config, name: str) -> float | None:
+def _ini_number(config: pytest.Config, name: str) -> float | None:
     text = config.getini(name).strip()
     if not text:
         return None
@@ -237,8 +260,18 @@ def run_roundtrip(item: pytest.Item, model: Any, *inputs: Any, **options: Any) -
             )
             return diagnostic
 
+    settings = item.config.stash[SETTINGS]
+    where = {
+        "roots": (settings.root,),
+        "isolation": settings.isolation,
+        "timeout": settings.timeout,
+    }
     result = roundtrip(
-        model, *inputs, configure_exporter=configure_exporter, compare=compare, **options
+        model,
+        *inputs,
+        configure_exporter=configure_exporter,
+        compare=compare,
+        **{**where, **options},
     )
     hook.pytest_torchpkg_roundtrip_result(result=result, item=item)
     return result
@@ -266,7 +299,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     # roundtrip() puts the RNG back as it found it, so later tests draw the same numbers.
     item.stash[RESULTS] = [
         run_roundtrip(
-            item, call.module, *call.args, kwargs=call.kwargs, rng_state=call.rng_state, **options
+            item,
+            call.module,
+            *call.args,
+            kwargs=call.kwargs,
+            rng_state=call.rng_state,
+            observed=call.observed,
+            **options,
         )
         for call in recorder.calls
     ]

@@ -3,8 +3,9 @@
 A root call is one made while no other module is running on the same
 thread (``model(x)``, not the ``model.encoder(x)`` inside it). Each module
 instance is recorded once, at its first root call that returns, with copies
-of its inputs and the RNG state from just before the call, which is what a
-roundtrip needs to replay that call on the original and on the clone.
+of its inputs, the RNG state from just before the call, and copies of the
+outputs the test got: the clone is replayed from the first two and compared
+with the third.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch.nn.modules import module as torch_module
 
 from torchpkg import is_from_package
-from torchpkg.roundtrip import RngState, copy_inputs
+from torchpkg.roundtrip import Observation, RngState, copy_inputs
 
 __all__ = ["RecordedCall", "Recorder"]
 
@@ -30,6 +31,7 @@ class RecordedCall:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     rng_state: RngState
+    observed: Observation  # the outputs the test got, and the state they came from
 
 
 @dataclass
@@ -98,4 +100,5 @@ class Recorder:
         # Global pre-hooks do not receive kwargs; forward rarely changes them in place.
         kwargs = copy_inputs(rest[0])
         self._recorded.add(id(module))
-        self.calls.append(RecordedCall(module, pending.args, kwargs, pending.rng_state))
+        observed = Observation.capture(module, rest[1])
+        self.calls.append(RecordedCall(module, pending.args, kwargs, pending.rng_state, observed))

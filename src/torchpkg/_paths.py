@@ -10,6 +10,7 @@ from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
 from torchpkg._graph import ModuleNode
 from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
 from torchpkg.policy import Action
+from torchpkg.records import ENVIRONMENT_RECORD, EnvironmentRecord
 
 __all__ = ["module_path", "record_path", "write_framework_records", "write_module"]
 
@@ -48,3 +49,4 @@ def write_framework_records(writer: ArchiveWriter, externs: list[str]) -> None:
     writer.write_record(".data/python_version", platform.python_version().encode())
     writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
     writer.write_record("byteorder", sys.byteorder.encode())
+    writer.write_record(ENVIRONMENT_RECORD, EnvironmentRecord.of_environment(externs).to_json())

@@ -116,6 +116,15 @@ class PackageExporter:
         """Make depending on matching modules an error."""
         self._policy.add(Action.DENY, include, exclude, allow_empty=True)
 
+    def fallback(self, decide: Callable[[str], Action | None] | None) -> None:
+        """Decide modules that no ``intern``/``extern``/``mock``/``deny`` rule matches.
+
+        ``decide(module_name)`` returns an :class:`Action`, or None to leave the
+        module undeclared (an error at ``close()``). ``ProvenancePolicy()`` interns
+        the repository's code and externs what is installed. torchpkg only.
+        """
+        self._policy.fallback = decide
+
     # --- saving -------------------------------------------------------------------
 
     def save_pickle(

@@ -20,6 +20,7 @@ import linecache
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -45,6 +46,12 @@ from torchpkg.file_tree import Directory, directory_from_records
 from torchpkg.glob import GlobPattern
 from torchpkg.mangling import PackageMangler
 from torchpkg.pickling import PackageUnpickler
+from torchpkg.records import (
+    ENVIRONMENT_RECORD,
+    EnvironmentMismatchError,
+    EnvironmentMismatchWarning,
+    EnvironmentRecord,
+)
 from torchpkg.resolver import IMPORTER_MODULE
 
 __all__ = ["IMPLICIT_IMPORT_ALLOWLIST", "PackageImporter"]
@@ -63,6 +70,11 @@ class PackageImporter(Importer):
     memory. Writing to such a tensor never changes the file. Replace an archive
     with a new file (as PackageExporter does), never rewrite it in place, while
     its tensors are alive. ``mmap=False`` reads each storage into memory.
+
+    Where the archive has an environment record (torchpkg writes one), the
+    versions of its extern distributions, Python and torch are compared with
+    this environment: a difference is an ``EnvironmentMismatchWarning``, or an
+    ``EnvironmentMismatchError`` with ``strict_environment=True``.
     """
 
     def __init__(
@@ -71,6 +83,7 @@ class PackageImporter(Importer):
         module_allowed: Callable[[str], bool] = lambda module_name: True,
         *,
         mmap: bool = True,
+        strict_environment: bool = False,
     ) -> None:
         if isinstance(file_or_buffer, (str, os.PathLike)):
             self.filename = os.fspath(file_or_buffer)
@@ -87,6 +100,7 @@ class PackageImporter(Importer):
                     "those modules interned or mocked."
                 )
             self._root = ModuleNode.from_archive(self.zip_reader.records(), self.extern_modules)
+            self._check_environment(strict_environment)
         except BaseException:
             self.zip_reader.close()
             raise
@@ -195,6 +209,21 @@ class PackageImporter(Importer):
             return None
         return self.zip_reader.read(".data/python_version").decode().strip()
 
+    def environment(self) -> EnvironmentRecord | None:
+        """The environment the package was exported in, if it recorded one (torchpkg does)."""
+        if not self.zip_reader.has_record(ENVIRONMENT_RECORD):
+            return None
+        return EnvironmentRecord.from_json(self.zip_reader.read(ENVIRONMENT_RECORD))
+
+    def _check_environment(self, strict: bool) -> None:
+        record = self.environment()
+        mismatches = record.mismatches() if record is not None else []
+        if not mismatches:
+            return
+        if strict:
+            raise EnvironmentMismatchError(self.filename, mismatches)
+        warnings.warn(EnvironmentMismatchWarning(self.filename, mismatches), stacklevel=3)
+
     def demangle(self, name: str) -> str:
         return self._mangler.demangle(name)
 
@@ -289,6 +318,11 @@ class PackageImporter(Importer):
             if name in self.modules:
                 return self.modules[name]
             if not hasattr(parent_module, "__path__"):
+                extern = self._find(name)
+                if extern is not None and extern.extern:
+                    # os.path, torch._C._nn: submodules of modules that are not packages,
+                    # which only the environment's import system knows how to reach.
+                    return self._load(name)
                 raise PackagedModuleNotFoundError(
                     f"No module named {name!r}: {parent!r} is not a package", name=name
                 )

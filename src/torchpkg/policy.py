@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torchpkg.errors import DISALLOWED_STDLIB
@@ -52,6 +53,8 @@ class Policy:
 
     def __init__(self) -> None:
         self.rules: list[Rule] = []
+        # Decides modules that no rule matches (e.g. by provenance); None: they are errors.
+        self.fallback: Callable[[str], Action | None] | None = None
 
     def add(
         self,
@@ -71,6 +74,13 @@ class Policy:
                 rule.matched = True
                 return rule
         return None
+
+    def decide(self, module: str) -> tuple[Action | None, Rule | None]:
+        """The action for ``module`` and the rule that chose it (None: the fallback did)."""
+        rule = self.match(module)
+        if rule is not None:
+            return rule.action, rule
+        return (self.fallback(module) if self.fallback is not None else None), None
 
     def unmatched_required(self) -> list[Rule]:
         return [rule for rule in self.rules if not rule.allow_empty and not rule.matched]

@@ -147,16 +147,17 @@ class Resolver:
             if request.required:
                 self._not_found(node)
             return []
-        rule = self.policy.match(name)
-        if rule is None:
+        action, rule = self.policy.decide(name)
+        if action is None:
             self._fail(node, PackagingErrorReason.NO_ACTION)
             return []
-        node.action = rule.action
-        if rule.action is Action.DENY:
-            self._fail(node, PackagingErrorReason.DENIED, f"denied by {rule.describe()}")
-        elif rule.action is Action.MOCK:
+        node.action = action
+        if action is Action.DENY:
+            by = rule.describe() if rule is not None else "the fallback policy"
+            self._fail(node, PackagingErrorReason.DENIED, f"denied by {by}")
+        elif action is Action.MOCK:
             node.is_package = self._source(name).is_package
-        elif rule.action is Action.INTERN:
+        elif action is Action.INTERN:
             found = self._source(name)
             if found.status is not SourceStatus.OK:
                 self._fail(node, _SOURCE_PROBLEMS[found.status], found.filename)

@@ -41,7 +41,7 @@ ZOO = {
         import torch
         from torch import nn
 
-        calls = 0
+        built = 0
 
 
         class Doubler(nn.Module):
@@ -70,12 +70,16 @@ ZOO = {
 
 
         class Counter(nn.Module):
-            """Counts calls in a module global: the clone's copy restarts from zero."""
+            """Counts the models built in a module global that forward reads: the clone is
+            unpickled, not built, and its copy of the global stays at zero."""
+
+            def __init__(self):
+                super().__init__()
+                global built
+                built += 1
 
             def forward(self, x):
-                global calls
-                calls += 1
-                return x * calls
+                return x * built
 
 
         class Noisy(nn.Module):

@@ -39,11 +39,11 @@ def test_configure_exporter_adds_rules_to_every_roundtrip(
         from zooextra import NeedsHelpers
 
 
-        def test_needs_helpers():
-            NeedsHelpers()(torch.zeros(1))
+        def test_needs_helpers(package_roundtrip):
+            assert "zoohelpers" in package_roundtrip(NeedsHelpers(), torch.zeros(1)).externed
         """
     )
-    run_pytest(ROUNDTRIP_OPTION).assert_outcomes(passed=1)
+    run_pytest().assert_outcomes(passed=1)
 
 
 def test_a_compare_hook_returning_a_diagnostic_fails_the_model(

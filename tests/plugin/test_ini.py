@@ -77,14 +77,15 @@ def test_a_bad_ini_mode_is_a_usage_error(run_pytest: RunPytest, pytester: pytest
     )
 
 
-def test_a_model_whose_dependency_has_no_rule_fails_to_package(
+def test_a_dependency_without_a_rule_is_interned_by_provenance(
     run_pytest: RunPytest, pytester: pytest.Pytester
 ) -> None:
-    """The baseline for the ini patterns below."""
+    """The baseline for the ini patterns below: zoohelpers is the repository's code."""
     pytester.makepyfile(NEEDS_HELPERS_TEST)
-    result = run_pytest(ROUNDTRIP_OPTION)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["FAILED zooextra.NeedsHelpers in *: packaging-failed"])
+    result = run_pytest(ROUNDTRIP_OPTION, f"{REPORT_OPTION}=report.json")
+    result.assert_outcomes(passed=1)
+    [test] = json.loads(pytester.path.joinpath("report.json").read_text())["tests"]
+    assert "zoohelpers" in test["models"][0]["interned"]
 
 
 @pytest.mark.parametrize("key", [EXTERN_INI, MOCK_INI, INTERN_INI])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
 
-from pytest_torchpkg.plugin import EXTERN_INI, ROUNDTRIP_OPTION
+from pytest_torchpkg.plugin import EXTERN_INI, REPORT_OPTION, ROUNDTRIP_OPTION
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("zoo")
@@ -34,9 +35,12 @@ def test_marker_patterns_apply_to_the_marked_test_only(
             NeedsHelpers()(torch.zeros(1))
         """
     )
-    result = run_pytest(ROUNDTRIP_OPTION)
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["FAILED *::test_unmarked*"])
+    result = run_pytest(ROUNDTRIP_OPTION, f"{REPORT_OPTION}=report.json")
+    result.assert_outcomes(passed=2)
+    tests = json.loads(pytester.path.joinpath("report.json").read_text())["tests"]
+    lists = {test["nodeid"].rpartition("::")[2]: test["models"][0] for test in tests}
+    assert "zoohelpers" in lists["test_marked"][f"{key}ed"]
+    assert "zoohelpers" in lists["test_unmarked"]["interned"]  # by provenance
 
 
 def test_marker_patterns_add_to_the_ini_patterns(

@@ -45,6 +45,23 @@ LINEAR = """
 """
 
 
+OUT_DATACLASS = """
+    import dataclasses
+    import torch
+    from torch import nn
+
+
+    @dataclasses.dataclass
+    class Out:
+        y: torch.Tensor
+
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return Out(x * 2)
+"""
+
+
 def make_module(source_tree: Any, source: str, name: str = "model") -> ModuleType:
     package = source_tree({"__init__.py": "", f"{name}.py": source})
     return importlib.import_module(f"{package}.{name}")
@@ -106,29 +123,26 @@ def test_keyword_inputs_reach_both_calls(source_tree: Any) -> None:
 
 
 def test_the_clones_outputs_come_from_the_packages_own_classes(source_tree: Any) -> None:
-    module = make_module(
-        source_tree,
-        """
-        import dataclasses
-        import torch
-        from torch import nn
-
-
-        @dataclasses.dataclass
-        class Out:
-            y: torch.Tensor
-
-
-        class Net(nn.Module):
-            def forward(self, x):
-                return Out(x * 2)
-        """,
-    )
+    module = make_module(source_tree, OUT_DATACLASS)
     types: list[type] = []
-    roundtrip(module.Net(), torch.ones(2), compare=lambda a, b: types.extend([type(a), type(b)]))
+    roundtrip(
+        module.Net(),
+        torch.ones(2),
+        compare=lambda a, b: types.extend([type(a), type(b)]),
+        isolation="in-process",
+    )
     assert types[0] is module.Out
     assert is_mangled(types[1].__module__)
     assert types[1].__qualname__ == "Out"
+
+
+def test_outputs_of_a_clone_in_the_worker_come_back_as_the_callers_classes(
+    source_tree: Any,
+) -> None:
+    module = make_module(source_tree, OUT_DATACLASS)
+    types: list[type] = []
+    roundtrip(module.Net(), torch.ones(2), compare=lambda a, b: types.extend([type(a), type(b)]))
+    assert types == [module.Out, module.Out]
 
 
 def test_the_clones_modules_leave_sys_modules(source_tree: Any) -> None:

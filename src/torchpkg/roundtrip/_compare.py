@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torchpkg._diagnostics import Diagnostic, DiagnosticKind
 from torchpkg.mangling import demangle
+from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind
 
 __all__ = [
     "Difference",
@@ -26,6 +26,7 @@ __all__ = [
     "compare_state_dicts",
     "compare_values",
     "output_diagnostics",
+    "state_dict_of",
     "type_name",
 ]
 
@@ -357,7 +358,8 @@ def _leaf_diagnostics(kind: DiagnosticKind, differences: list[Difference]) -> li
     return diagnostics
 
 
-def _state_dict(obj: Any) -> Mapping[str, Any] | None:
+def state_dict_of(obj: Any) -> Mapping[str, Any] | None:
+    """``obj.state_dict()`` when it has one that works."""
     method = getattr(obj, "state_dict", None)
     if not callable(method):
         return None
@@ -372,8 +374,8 @@ def output_diagnostics(
     expected: Any,
     actual: Any,
     *,
-    original: Any,
-    clone: Any,
+    state: Mapping[str, Any] | None,
+    clone_state: Mapping[str, Any] | None,
     tolerance: Tolerance,
     compare: Callable[[Any, Any], Diagnostic | None] | None,
 ) -> list[Diagnostic]:
@@ -384,7 +386,6 @@ def output_diagnostics(
     else:
         differences = compare_values(expected, actual, tolerance)
         diagnostics = _leaf_diagnostics(DiagnosticKind.OUTPUT_MISMATCH, differences)
-    state, clone_state = _state_dict(original), _state_dict(clone)
     if state is not None and clone_state is not None:
         differences = compare_state_dicts(state, clone_state, tolerance)
         diagnostics += _leaf_diagnostics(DiagnosticKind.STATE_DICT_MISMATCH, differences)

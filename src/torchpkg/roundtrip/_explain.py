@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
-from torchpkg._diagnostics import Diagnostic, DiagnosticKind
 from torchpkg.mangling import demangle, demangle_text, is_mangled
+from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind
 
 __all__ = [
     "GlobalValue",

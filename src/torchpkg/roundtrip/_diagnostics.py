@@ -42,6 +42,11 @@ class DiagnosticKind(enum.Enum):
     UNPICKLABLE_MEMBER = "unpicklable-member"
     LOAD_ERROR = "load-error"
     RUN_ERROR = "run-error"
+    DEPENDS_ON_TEST_STATE = "depends-on-test-state"  # the original's answer changed after the test
+    CLONE_TIMEOUT = "clone-timeout"
+    CLONE_CRASHED = "clone-crashed"  # the worker process died (a signal, os._exit)
+    IMPORT_SIDE_EFFECT = "import-side-effect"  # informational: never fails a model
+    RAN_IN_PROCESS = "ran-in-process"  # informational: the worker could not take the inputs
 
 
 @dataclass(frozen=True)

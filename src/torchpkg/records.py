@@ -1,0 +1,191 @@
+"""The environment record: what the loading machine must provide, and what it has.
+
+An archive lists its extern modules; this record adds, for each of them, the
+installed distribution (and version) it came from, plus the Python and torch
+versions that wrote the package. It lives in ``.data/torchpkg/environment.json``,
+which torch.package ignores, so archives still load there. ``PackageImporter``
+compares it with the loading environment: a difference is an
+:class:`EnvironmentMismatchWarning`, or an :class:`EnvironmentMismatchError`
+with ``strict_environment=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import platform
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torchpkg.errors import TorchpkgError
+
+__all__ = [
+    "ENVIRONMENT_RECORD",
+    "EnvironmentMismatch",
+    "EnvironmentMismatchError",
+    "EnvironmentMismatchWarning",
+    "EnvironmentRecord",
+    "distribution_for_module",
+    "installed_version",
+]
+
+ENVIRONMENT_RECORD = ".data/torchpkg/environment.json"
+_FORMAT = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _top_level_distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@functools.lru_cache(maxsize=4096)
+def distribution_for_module(module: str) -> str | None:
+    """The installed distribution that provides ``module`` (by its top-level package).
+
+    Most distributions are named like their package, which costs one metadata
+    lookup; the full top-level table is built only for the others.
+    """
+    top = module.partition(".")[0]
+    if top in sys.stdlib_module_names or top == "builtins":
+        return None
+    try:
+        distribution = importlib.metadata.distribution(top)
+    except importlib.metadata.PackageNotFoundError:
+        names = _top_level_distributions().get(top)
+        return names[0] if names else None
+    name: str = distribution.metadata["Name"] or top
+    return name
+
+
+@functools.lru_cache(maxsize=1024)
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    """Python and torch versions, and the distribution (and version) of each extern module."""
+
+    python: str
+    torch: str | None
+    distributions: dict[str, str | None] = field(default_factory=dict)  # name -> version
+    modules: dict[str, str | None] = field(default_factory=dict)  # extern module -> dist
+
+    @classmethod
+    def of_environment(cls, externs: Iterable[str]) -> EnvironmentRecord:
+        """The record of this interpreter for a package with these extern modules."""
+        modules = {name: distribution_for_module(name) for name in externs}
+        distributions = {
+            dist: installed_version(dist) for dist in sorted({d for d in modules.values() if d})
+        }
+        return cls(platform.python_version(), installed_version("torch"), distributions, modules)
+
+    def to_json(self) -> bytes:
+        data = {
+            "format": _FORMAT,
+            "python": self.python,
+            "torch": self.torch,
+            "distributions": self.distributions,
+            "modules": self.modules,
+        }
+        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> EnvironmentRecord:
+        try:
+            parsed: Any = json.loads(data)
+            return cls(
+                str(parsed["python"]),
+                parsed.get("torch"),
+                dict(parsed.get("distributions", {})),
+                dict(parsed.get("modules", {})),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{ENVIRONMENT_RECORD} is not a valid record: {error}") from None
+
+    def mismatches(self) -> list[EnvironmentMismatch]:
+        """What this interpreter has that differs from the record, one entry per difference."""
+        found: list[EnvironmentMismatch] = []
+        here = platform.python_version()
+        if _minor(here) != _minor(self.python):
+            found.append(EnvironmentMismatch("python", self.python, here))
+        if self.torch is not None and installed_version("torch") != self.torch:
+            found.append(EnvironmentMismatch("torch", self.torch, installed_version("torch")))
+        for name, version in self.distributions.items():
+            if name == "torch":
+                continue
+            installed = installed_version(name)
+            if installed != version:
+                found.append(EnvironmentMismatch(name, version, installed))
+        return found
+
+    def lines(self) -> list[str]:
+        """The record as text, for ``torchpkg info``."""
+        lines = [f"python {self.python}", f"torch {self.torch or 'not recorded'}"]
+        for name, version in self.distributions.items():
+            users = sorted(module for module, dist in self.modules.items() if dist == name)
+            lines.append(f"{name} {version or '?'} ({len(users)} extern modules)")
+        stdlib = sorted(module for module, dist in self.modules.items() if dist is None)
+        if stdlib:
+            lines.append(f"standard library / no distribution: {', '.join(stdlib)}")
+        return lines
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class EnvironmentMismatch:
+    """One distribution (or ``python``/``torch``) whose version differs from the record."""
+
+    distribution: str
+    packaged: str | None
+    installed: str | None  # None: not installed here
+
+    def __str__(self) -> str:
+        installed = self.installed or "not installed"
+        return (
+            f"{self.distribution}: the package was made with {self.packaged or '?'}, "
+            f"this environment has {installed}"
+        )
+
+
+def _describe(package: str, mismatches: Iterable[EnvironmentMismatch]) -> str:
+    lines = "\n".join(f"  {mismatch}" for mismatch in mismatches)
+    return (
+        f"{package} was exported in a different environment:\n{lines}\n"
+        "The package's extern modules come from the loading environment, so its code may "
+        "behave differently here: install the recorded versions, or re-export the package "
+        "with those distributions interned."
+    )
+
+
+class EnvironmentMismatchWarning(UserWarning):
+    """The loading environment differs from the one the package records."""
+
+    def __init__(self, package: str, mismatches: list[EnvironmentMismatch]) -> None:
+        super().__init__(_describe(package, mismatches))
+        self.package = package
+        self.mismatches = mismatches
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.package, self.mismatches))
+
+
+class EnvironmentMismatchError(TorchpkgError, ImportError):
+    """``strict_environment=True`` and the loading environment differs from the record."""
+
+    def __init__(self, package: str, mismatches: list[EnvironmentMismatch]) -> None:
+        super().__init__(_describe(package, mismatches))
+        self.package = package
+        self.mismatches = mismatches
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.package, self.mismatches))

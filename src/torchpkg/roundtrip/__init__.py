@@ -1,0 +1,432 @@
+"""Roundtrip: export a model, load it fresh, run both, and say what differs and why.
+
+``roundtrip(model, *inputs)`` packages ``model`` with the policy by
+provenance (the repository's code interned; the standard library, torch and
+installed distributions extern; see :mod:`torchpkg.provenance`), loads it in
+a worker process (:mod:`torchpkg.roundtrip._worker`) where the package's
+imports cannot touch the caller's interpreter, runs the clone on a copy of the
+inputs from the same RNG state, and compares its outputs and state_dict with
+the original's. The :class:`RoundtripResult` carries the verdict and
+diagnostics that each say what to do next. Nothing is left behind: the
+temporary archive is removed and the caller's RNG state restored.
+
+torch is imported inside functions only; importing this package does not.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import io
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torchpkg.exporter import PackageExporter
+from torchpkg.glob import GlobPattern
+from torchpkg.mangling import is_mangled
+from torchpkg.policy import is_implicitly_extern
+from torchpkg.provenance import Origin, ProvenancePolicy
+from torchpkg.roundtrip._clone import CloneJob, CloneOutcome, Stage, run_clone
+from torchpkg.roundtrip._compare import (
+    Tolerance,
+    compare_values,
+    output_diagnostics,
+    state_dict_of,
+)
+from torchpkg.roundtrip._diagnostics import (
+    Diagnostic,
+    DiagnosticKind,
+    error_diagnostic,
+    find_unpicklable,
+    packaging_diagnostics,
+    pickling_failed,
+)
+from torchpkg.roundtrip._explain import (
+    GlobalValue,
+    global_state_diagnostics,
+    snapshot_globals,
+)
+from torchpkg.roundtrip._export import (
+    TOOLING_EXTERNS,
+    Exported,
+    Rules,
+    export,
+    patterns,
+    qualified_name,
+)
+from torchpkg.roundtrip._result import RoundtripFailure, RoundtripResult, Verdict
+from torchpkg.roundtrip._state import RngState, copy_inputs
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "TOOLING_EXTERNS",
+    "Diagnostic",
+    "DiagnosticKind",
+    "Isolation",
+    "Observation",
+    "RngState",
+    "RoundtripFailure",
+    "RoundtripResult",
+    "Verdict",
+    "copy_inputs",
+    "roundtrip",
+]
+
+DEFAULT_TIMEOUT = 300.0
+# Installed code the worker imports once for all clones; the repository's never (it changes).
+_PRELOADED = (Origin.DISTRIBUTION, Origin.STANDARD_LIBRARY)
+
+
+class Isolation(enum.Enum):
+    """Where the clone is loaded and run."""
+
+    PROCESS = "process"  # a worker process: the caller's interpreter is never touched
+    IN_PROCESS = "in-process"  # here: faster to debug, but the package's imports run here
+
+
+def model_modules(model: Any) -> dict[str, ModuleType]:
+    """The modules that define the classes of ``model`` and its submodules (not torch's)."""
+    owners = [type(model)]
+    submodules = getattr(model, "modules", None)
+    torch: Any = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module) and callable(submodules):
+        owners.extend(type(module) for module in submodules())
+    found: dict[str, ModuleType] = {}
+    for owner in owners:
+        name = owner.__module__
+        module = sys.modules.get(name)
+        if module is not None and not is_mangled(name) and not is_implicitly_extern(name):
+            found[name] = module
+    return found
+
+
+def _tensor_versions(model: Any) -> dict[str, tuple[int, int]]:
+    """Each state tensor's storage and in-place version: what changes when a test trains."""
+    state = state_dict_of(model) or {}
+    return {
+        key: (value.data_ptr(), value._version)
+        for key, value in state.items()
+        if hasattr(value, "_version") and hasattr(value, "data_ptr")
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """What a test saw when it called the model: copies of the outputs, and the state
+    (module globals, weights) they depended on at that moment."""
+
+    outputs: Any
+    globals: dict[str, GlobalValue] = field(default_factory=dict)
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def capture(cls, model: Any, outputs: Any) -> Observation:
+        return cls(
+            copy_inputs(outputs), snapshot_globals(model_modules(model)), _tensor_versions(model)
+        )
+
+
+def _changed_globals(
+    then: Mapping[str, GlobalValue], now: Mapping[str, GlobalValue]
+) -> list[tuple[str, str, str]]:
+    return [
+        (name, then[name].shown, now[name].shown)
+        for name in sorted(then)
+        if name in now and then[name].fingerprint != now[name].fingerprint
+    ]
+
+
+def _depends_on_test_state(changed: list[tuple[str, str, str]]) -> Diagnostic:
+    if changed:
+        listed = "; ".join(
+            f"{name} was {then} during the call and is {now} now" for name, then, now in changed
+        )
+        message = (
+            "the original model itself answers differently after the test than it did when "
+            f"the test called it: {listed}. The package imports its modules afresh, so the "
+            "clone only ever sees their import-time values."
+        )
+        location: str | None = changed[0][0]
+    else:
+        message = (
+            "the original model itself answers differently after the test than it did when "
+            "the test called it, and none of its modules' globals changed: it depends on "
+            "state the test set around the call elsewhere (environment variables, another "
+            "module, a file, a flag on torch)."
+        )
+        location = None
+    return Diagnostic(
+        DiagnosticKind.DEPENDS_ON_TEST_STATE,
+        message,
+        "give the model what it depends on (a constructor argument, an attribute or a "
+        "buffer, which are packaged with it) instead of state a test sets around the call.",
+        location,
+    )
+
+
+@dataclass
+class _Check:
+    """One roundtrip after a successful export: runs, loads, compares."""
+
+    model: Any
+    exported: Exported
+    replay: RngState
+    stack: ExitStack
+    timings: dict[str, float]
+    isolation: Isolation
+    timeout: float
+    roots: tuple[str, ...]
+    inputs: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    observed: Observation | None
+
+    def run_original(self, model: Any) -> Any:
+        args, kwargs = copy_inputs((self.inputs, self.kwargs))
+        self.replay.restore()
+        start = time.perf_counter()
+        try:
+            return model(*args, **kwargs)
+        finally:
+            self.timings["run_original"] = time.perf_counter() - start
+
+    def clone(self) -> CloneOutcome:
+        exported = self.exported
+        assert exported.source is not None
+        args, kwargs = copy_inputs((self.inputs, self.kwargs))
+        job = CloneJob(
+            exported.source,
+            args,
+            kwargs,
+            self.replay,
+            exported.interned,
+            exported.mocked,
+            state_after_run=self.observed is None,
+        )
+        if self.isolation is Isolation.PROCESS:
+            from torchpkg.roundtrip._worker import run_in_worker
+
+            provenance = ProvenancePolicy(self.roots)
+            preload = tuple(
+                name
+                for name in exported.externed
+                if provenance.provenance(name).origin in _PRELOADED
+            )
+            try:
+                return run_in_worker(job, preload, self.timeout)
+            except (pickle.PicklingError, TypeError, AttributeError) as error:
+                note = Diagnostic(
+                    DiagnosticKind.RAN_IN_PROCESS,
+                    f"the inputs cannot be sent to the worker process ({type(error).__name__}: "
+                    f"{error}), so the clone ran in this process, where loading the package "
+                    "runs its imports.",
+                    "give the model picklable inputs to check it in isolation.",
+                )
+                outcome = run_clone(job, self.stack)
+                outcome.side_effects.insert(0, note)
+                return outcome
+        return run_clone(job, self.stack)
+
+    def run(
+        self,
+        tolerance: Tolerance,
+        compare: Callable[[Any, Any], Diagnostic | None] | None,
+    ) -> tuple[Verdict, list[Diagnostic]]:
+        observed = self.observed
+        originals = {
+            name: sys.modules[name] for name in self.exported.interned if name in sys.modules
+        }
+        before = after = None
+        if observed is None:
+            before = snapshot_globals(originals)
+            try:
+                expected = self.run_original(self.model)
+            except Exception as error:
+                what = "the original model"
+                return Verdict.RUN_FAILED, [error_diagnostic(DiagnosticKind.RUN_ERROR, what, error)]
+            after = snapshot_globals(originals)
+        else:
+            expected = observed.outputs
+        outcome = self.clone()
+        self.timings.update(outcome.timings)
+        notes = outcome.side_effects
+        if outcome.stage is Stage.LOAD_FAILED:
+            return Verdict.LOAD_FAILED, outcome.diagnostics + notes
+        if outcome.stage is Stage.WORKER_FAILED:
+            return Verdict.RUN_FAILED, outcome.diagnostics + notes
+        explained = [*outcome.isinstance_notes]
+        if before is not None and after is not None:
+            explained += global_state_diagnostics(before, after, outcome.fresh_globals)
+        if outcome.stage is Stage.RUN_FAILED:
+            return Verdict.RUN_FAILED, outcome.diagnostics + explained + notes
+        state = state_dict_of(self.model)
+
+        def differences(reference: Any) -> list[Diagnostic]:
+            return output_diagnostics(
+                reference,
+                outcome.outputs,
+                state=state,
+                clone_state=outcome.state,
+                tolerance=tolerance,
+                compare=compare,
+            )
+
+        found = differences(expected)
+        if not found:
+            return Verdict.PASSED, notes
+        if observed is None:
+            return Verdict.MISMATCH, found + explained + notes
+        return self.explain_observed(
+            observed,
+            found=found,
+            differences=differences,
+            outcome=outcome,
+            originals=originals,
+            tolerance=tolerance,
+        )
+
+    def explain_observed(
+        self,
+        observed: Observation,
+        *,
+        found: list[Diagnostic],
+        differences: Callable[[Any], list[Diagnostic]],
+        outcome: CloneOutcome,
+        originals: Mapping[str, ModuleType],
+        tolerance: Tolerance,
+    ) -> tuple[Verdict, list[Diagnostic]]:
+        """The clone differs from what the test saw: is it the package, or the test's state?
+
+        The original runs again (on a copy, so the test's model is untouched) to tell.
+        """
+        notes = outcome.side_effects
+        end_of_test = snapshot_globals(model_modules(self.model))
+        try:
+            twin = copy.deepcopy(self.model)
+        except Exception:
+            twin = self.model
+        before = snapshot_globals(originals)
+        try:
+            now = self.run_original(twin)
+        except Exception:
+            now = _FAILED
+        mutations = global_state_diagnostics(
+            before, snapshot_globals(originals), outcome.fresh_globals
+        )
+        if now is not _FAILED and not compare_values(observed.outputs, now, tolerance):
+            # The original still answers as it did: the clone is what differs.
+            return Verdict.MISMATCH, found + outcome.isinstance_notes + mutations + notes
+        changed = _changed_globals(observed.globals, end_of_test)
+        if changed:
+            return Verdict.MISMATCH, [_depends_on_test_state(changed), *found, *notes]
+        if mutations:  # each call changes the model's own globals
+            return Verdict.MISMATCH, found + mutations + notes
+        if observed.versions != _tensor_versions(self.model) and now is not _FAILED:
+            # The test changed the weights after the call (a training step): the clone is
+            # judged against the model as it is now.
+            again = differences(now)
+            return (Verdict.PASSED, notes) if not again else (Verdict.MISMATCH, again + notes)
+        return Verdict.MISMATCH, [_depends_on_test_state([]), *found, *notes]
+
+
+_FAILED = object()
+
+
+def _roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
+    return tuple(os.fspath(root) for root in roots)
+
+
+def roundtrip(
+    model: Any,
+    *inputs: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    extern: GlobPattern = (),
+    mock: GlobPattern = (),
+    intern: GlobPattern = (),
+    rtol: float | None = None,
+    atol: float | None = None,
+    in_memory: bool = True,
+    rng_state: RngState | None = None,
+    configure_exporter: Callable[[PackageExporter], None] | None = None,
+    compare: Callable[[Any, Any], Diagnostic | None] | None = None,
+    roots: Iterable[str | os.PathLike[str]] = (),
+    isolation: Isolation | str = Isolation.PROCESS,
+    timeout: float = DEFAULT_TIMEOUT,
+    observed: Observation | None = None,
+) -> RoundtripResult:
+    """Export ``model``, load it fresh, run both on ``inputs`` and compare.
+
+    Rules apply in this order, first match wins: ``mock``, ``extern``,
+    ``intern``, those added by ``configure_exporter``, test tooling (extern),
+    then provenance: code under ``roots`` (default: the current directory) or
+    on ``sys.path`` without a distribution is interned, installed
+    distributions and the standard library are extern.
+    ``rtol``/``atol`` both ``None`` compare exactly (NaNs equal in the same
+    places); one given, the other is 0. ``rng_state`` is restored before each
+    call (default: the state at entry, which is also restored on return).
+    ``compare(original_output, clone_output)`` replaces the built-in output
+    comparison; state_dicts are always compared.
+
+    ``isolation="process"`` (the default) loads and runs the clone in a worker
+    process, stopped after ``timeout`` seconds; ``"in-process"`` does it here
+    (the package's imports then run in this interpreter) and ``in_memory=False``
+    then writes the archive to a temporary file instead of memory.
+    ``observed`` holds what a test saw when it called the model: the clone is
+    compared with those outputs, and the original re-run only to explain a
+    difference.
+    """
+    isolation = Isolation(isolation)
+    root_paths = _roots(roots)
+    rules = Rules(
+        patterns(mock), patterns(extern), patterns(intern), root_paths, configure_exporter
+    )
+    caller_rng = RngState.capture()
+    timings = {"export": 0.0, "load": 0.0, "run_original": 0.0, "run": 0.0}
+    with ExitStack() as stack:
+        stack.callback(caller_rng.restore)
+        target: io.BytesIO | Path = io.BytesIO()
+        if isolation is Isolation.PROCESS or not in_memory:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torchpkg-")))
+            target = folder / "model.pt"
+        start = time.perf_counter()
+        exported = export(model, target, rules)
+        timings["export"] = time.perf_counter() - start
+        if exported.source is None:
+            error = exported.error or RuntimeError("the export produced no archive")
+            unpicklable = find_unpicklable(model) if pickling_failed(error) else None
+            verdict = Verdict.PACKAGING_FAILED
+            diagnostics = packaging_diagnostics(error, unpicklable)
+        else:
+            check = _Check(
+                model,
+                exported,
+                rng_state if rng_state is not None else caller_rng,
+                stack,
+                timings,
+                isolation,
+                timeout,
+                root_paths,
+                inputs,
+                dict(kwargs or {}),
+                observed,
+            )
+            verdict, diagnostics = check.run(Tolerance(rtol, atol), compare)
+    return RoundtripResult(
+        qualified_name(model),
+        verdict,
+        tuple(diagnostics),
+        exported.interned,
+        exported.externed,
+        exported.mocked,
+        exported.size,
+        timings,
+        exported.distributions,
+    )

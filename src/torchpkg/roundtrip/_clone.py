@@ -1,0 +1,208 @@
+"""The clone's side of a roundtrip: load the package, run the clone, explain failures.
+
+This is what runs in the worker process (or in the caller's, in-process), so
+it takes and returns plain data: a :class:`CloneJob` in, a
+:class:`CloneOutcome` out. Comparing with the original happens on the
+caller's side, which has the original.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import BuiltinFunctionType, FunctionType, ModuleType
+from typing import Any
+
+from torchpkg.importer import PackageImporter
+from torchpkg.mangling import is_mangled
+from torchpkg.roundtrip._compare import state_dict_of
+from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind, error_diagnostics
+from torchpkg.roundtrip._explain import (
+    GlobalValue,
+    crossing_objects,
+    isinstance_diagnostics,
+    snapshot_globals,
+)
+from torchpkg.roundtrip._export import PACKAGE, RESOURCE
+from torchpkg.roundtrip._state import RngState, copy_inputs
+
+__all__ = ["CloneJob", "CloneOutcome", "Stage", "run_clone"]
+
+
+class Stage(enum.Enum):
+    """How far the clone got."""
+
+    RAN = "ran"
+    LOAD_FAILED = "load-failed"
+    RUN_FAILED = "run-failed"
+    WORKER_FAILED = "worker-failed"  # timed out, or the process died
+
+
+@dataclass
+class CloneJob:
+    archive: bytes | Path
+    inputs: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    rng: RngState
+    interned: tuple[str, ...]
+    mocked: tuple[str, ...]
+    # The state_dict to compare: after the clone's run (to compare with an original that
+    # just ran too), or as loaded (the original's run happened during the test).
+    state_after_run: bool = True
+
+
+@dataclass
+class CloneOutcome:
+    stage: Stage
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # why it failed
+    # Found whatever the outcome; the caller adds them when the outputs differ.
+    isinstance_notes: list[Diagnostic] = field(default_factory=list)
+    # Registries in extern modules that loading the package wrote to: reported, never fatal.
+    side_effects: list[Diagnostic] = field(default_factory=list)
+    fresh_globals: dict[str, GlobalValue] = field(default_factory=dict)
+    outputs: Any = None
+    state: Mapping[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
+    """Load the package and run the clone on the job's inputs, from the job's RNG state.
+
+    The importer stays open on ``stack`` (the caller compares the outputs first).
+    """
+    crossing = crossing_objects(job.inputs, job.kwargs, job.interned)
+    extern_before = _registry_sizes()
+    start = time.perf_counter()
+    try:
+        source = job.archive
+        importer = PackageImporter(io.BytesIO(source) if isinstance(source, bytes) else source)
+        stack.callback(importer.close)
+        clone = importer.load_pickle(PACKAGE, RESOURCE)
+    except Exception as error:
+        what = "loading the model from the package"
+        return CloneOutcome(
+            Stage.LOAD_FAILED,
+            error_diagnostics(DiagnosticKind.LOAD_ERROR, what, error, job.mocked),
+            side_effects=_side_effects(extern_before),
+        )
+    load_time = time.perf_counter() - start
+    clone_modules = {
+        name: module
+        for name, module in importer.modules.items()
+        if isinstance(module, ModuleType) and getattr(module, "__torch_package__", False)
+    }
+    outcome = CloneOutcome(
+        Stage.RAN,
+        side_effects=_side_effects(extern_before),
+        fresh_globals=snapshot_globals(clone_modules),
+        timings={"load": load_time},
+    )
+    if not job.state_after_run:
+        outcome.state = copy_inputs(_state_of(clone))
+    job.rng.restore()
+    start = time.perf_counter()
+    try:
+        outcome.outputs = clone(*job.inputs, **job.kwargs)
+    except Exception as error:
+        outcome.stage = Stage.RUN_FAILED
+        outcome.diagnostics = error_diagnostics(
+            DiagnosticKind.RUN_ERROR, "the clone", error, job.mocked
+        )
+        outcome.diagnostics += isinstance_diagnostics(crossing, clone_modules, error)
+        return outcome
+    outcome.timings["run"] = time.perf_counter() - start
+    outcome.isinstance_notes = isinstance_diagnostics(crossing, clone_modules, None)
+    if job.state_after_run:
+        outcome.state = _state_of(clone)
+    return outcome
+
+
+def _state_of(clone: Any) -> dict[str, Any] | None:
+    state = state_dict_of(clone)
+    return None if state is None else dict(state)
+
+
+# --- what loading the package wrote into extern modules ----------------------------------
+
+_Sizes = dict[str, tuple[int, int]]  # "module.NAME[.attr]" -> (id of the container, length)
+_CONTAINERS = (dict, list, set)
+
+
+def _containers(module: ModuleType) -> Iterator[tuple[str, Any]]:
+    """The module's dict/list/set globals, and those one attribute down: registries kept
+    in objects (transformers' ``CONFIG_MAPPING._extra_content``) or classes defined here."""
+    name = module.__name__
+    for key, value in list(vars(module).items()):
+        if key.startswith("__") or isinstance(value, (ModuleType, FunctionType)):
+            continue
+        if isinstance(value, _CONTAINERS):
+            yield f"{name}.{key}", value
+            continue
+        if isinstance(value, BuiltinFunctionType) or (
+            isinstance(value, type) and value.__module__ != name
+        ):
+            continue
+        attributes = getattr(value, "__dict__", None)
+        if isinstance(attributes, Mapping):
+            for attribute, inner in list(attributes.items()):
+                if isinstance(inner, _CONTAINERS):
+                    yield f"{name}.{key}.{attribute}", inner
+
+
+def _watched(name: str) -> bool:
+    """Library modules; not the standard library's caches (linecache, sys.modules) nor the
+    registry of packaged modules that the importer itself keeps for torch."""
+    top = name.partition(".")[0]
+    return not (
+        is_mangled(name)
+        or top in sys.stdlib_module_names
+        or top == "torchpkg"
+        or name.startswith("torch.package")
+    )
+
+
+def _registry_sizes() -> _Sizes:
+    sizes: _Sizes = {}
+    with warnings.catch_warnings():  # deprecated aliases warn when looked at
+        warnings.simplefilter("ignore")
+        for module in list(sys.modules.values()):
+            if not isinstance(module, ModuleType) or not _watched(module.__name__):
+                continue
+            try:
+                for path, container in _containers(module):
+                    sizes[path] = (id(container), len(container))
+            except Exception:  # a proxy object whose attribute access fails
+                continue
+    return sizes
+
+
+def _side_effects(before: _Sizes) -> list[Diagnostic]:
+    after = _registry_sizes()
+    grown = sorted(
+        path
+        for path, (identity, size) in after.items()
+        if path in before and before[path][0] == identity and size > before[path][1]
+    )
+    if not grown:
+        return []
+    shown = ", ".join(grown[:5]) + (f" and {len(grown) - 5} more" if len(grown) > 5 else "")
+    return [
+        Diagnostic(
+            DiagnosticKind.IMPORT_SIDE_EFFECT,
+            f"importing the package added entries to {shown}: its modules register "
+            "themselves with a library when imported, so loading the package changes that "
+            "library's state for everything else in the process.",
+            "nothing to do if this is intended (e.g. AutoConfig.register); torchpkg checks "
+            "clones in a separate worker process so the test session does not see it. "
+            "Code that loads the package next to the original gets the packaged classes "
+            "back from that registry.",
+            grown[0],
+        )
+    ]
