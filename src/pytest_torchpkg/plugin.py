@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ ATOL_INI: Final = "torchpkg_atol"
 ISOLATION_INI: Final = "torchpkg_isolation"
 TIMEOUT_INI: Final = "torchpkg_timeout"
 ISOLATIONS: Final = ("process", "in-process")
+# The default of torchpkg_isolation when the ini file does not set it.
+ISOLATION_ENV: Final = "TORCHPKG_ISOLATION"
 MARKER: Final = "torchpkg"
 SKIP_MARKER: Final = "torchpkg_skip"
 
@@ -117,8 +120,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         ISOLATION_INI,
         "where clones load and run: 'process' (a worker process, the default: the session "
-        "never sees the package's imports) or 'in-process'.",
-        default="process",
+        f"never sees the package's imports) or 'in-process'; default: ${ISOLATION_ENV}, "
+        "else process.",
+        default=None,
     )
     parser.addini(
         TIMEOUT_INI, "seconds a clone may take to load and run (default 300).", default="300"
@@ -170,7 +174,7 @@ def _settings(config: pytest.Config) -> Settings:
         atol=_ini_number(config, ATOL_INI),
     )
     report_path = None if report is None else config.invocation_params.dir / report
-    isolation = config.getini(ISOLATION_INI).strip()
+    isolation = (config.getini(ISOLATION_INI) or os.environ.get(ISOLATION_ENV, "process")).strip()
     if isolation not in ISOLATIONS:
         raise pytest.UsageError(
             f"ini key {ISOLATION_INI}: expected one of {', '.join(ISOLATIONS)}, got {isolation!r}"

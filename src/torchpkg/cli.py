@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from torchpkg._archive_reader import open_archive
 from torchpkg.errors import TorchpkgError
 from torchpkg.file_tree import directory_from_records
+from torchpkg.records import ENVIRONMENT_RECORD, EnvironmentRecord
 
 __all__ = ["main"]
 
@@ -55,6 +56,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "modules": _modules(records),
             "extern_modules": externs,
             "pickles": [r for r in records if r.endswith(".pkl")],
+            "environment": (
+                EnvironmentRecord.from_json(reader.read(ENVIRONMENT_RECORD)).lines()
+                if reader.has_record(ENVIRONMENT_RECORD)
+                else ["not recorded (an archive from torch.package or an older torchpkg)"]
+            ),
         }
     if args.json:
         print(json.dumps(info, indent=2))

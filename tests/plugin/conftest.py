@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
+from pytest_torchpkg.plugin import ISOLATION_ENV
+
 XDIST = ("-p", "xdist", "-n", "2")
 
 RunPytest = Callable[..., pytest.RunResult]
@@ -26,7 +28,13 @@ def xdist_args(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def run_pytest(pytester: pytest.Pytester, xdist_args: tuple[str, ...]) -> RunPytest:
+def run_pytest(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> RunPytest:
+    # Where clones run is tested in tests/unit/test_roundtrip_worker.py and tests/real;
+    # here it would cost a worker process per run for nothing the plugin's wiring shows.
+    monkeypatch.setenv(ISOLATION_ENV, "in-process")
+
     def run(*args: str) -> pytest.RunResult:
         return pytester.runpytest(*xdist_args, *args)
 
@@ -42,6 +50,14 @@ ZOO = {
         from torch import nn
 
         built = 0
+        SCALE = 1.0
+
+
+        class ScaledByGlobal(nn.Module):
+            """Reads a module global that a test may set around the call."""
+
+            def forward(self, x):
+                return x * SCALE
 
 
         class Doubler(nn.Module):

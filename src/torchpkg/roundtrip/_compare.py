@@ -109,6 +109,12 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _default_eq(obj: Any) -> bool:
+    """Whether ``obj``'s class compares by identity (it defines no ``__eq__``)."""
+    eq: Any = type(obj).__eq__
+    return eq is object.__eq__
+
+
 def _is_namedtuple(obj: Any) -> bool:
     return isinstance(obj, tuple) and isinstance(getattr(obj, "_fields", None), tuple)
 
@@ -209,9 +215,13 @@ class _Comparer:
                     )
                 )
             return
-        if type(a) is not type(b) and hasattr(a, "__dict__") and hasattr(b, "__dict__"):
-            # Same class name, different class objects: the clone's copy of a packaged
-            # class. Its __eq__ (if any) would compare classes by identity; compare state.
+        if (
+            hasattr(a, "__dict__")
+            and hasattr(b, "__dict__")
+            and (type(a) is not type(b) or _default_eq(a))
+        ):
+            # The clone's copy of a packaged class (whose __eq__ would compare classes by
+            # identity), or a class without __eq__ (a KV cache): compare their state.
             self.compare(vars(a), vars(b), path, depth)
             return
         try:
