@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.core import SECONDS, Config, Results, Row
+from bench.gate import WITH_GATE, WITHOUT_GATE
 from bench.peers import TORCHPKG
 from bench.rss import PHASE as RSS_PHASE
 
@@ -97,6 +98,13 @@ TARGETS: tuple[Target, ...] = (
         ("code", "export second", TORCHPKG),
         ">=",
         10.0,
+    ),
+    Target(
+        "gate: the corpus's tests with the gate <= 1.3x without",
+        ("gate", "tests", WITH_GATE),
+        ("gate", "tests", WITHOUT_GATE),
+        "<=",
+        1.3,
     ),
     Target(
         "large load peak RSS: torchpkg < 0.25x model bytes above import torch",

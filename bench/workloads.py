@@ -1,4 +1,4 @@
-"""The workloads: large, many, code (timed in this process) and rss (child processes).
+"""The workloads: large, many, code (timed in this process), rss and gate (child processes).
 
 Every round runs every peer once, starting each round with the next peer, so
 warm-up and cache effects fall on each peer in turn; a file is written, loaded
@@ -21,6 +21,7 @@ from torch import nn
 
 from bench import rss
 from bench.core import Config, Results, Session, open_session, rotate, timed
+from bench.gate import run_gate
 from bench.models import load_code_model, make_large, make_many, model_bytes
 from bench.peers import CODE_EXPORTERS, FORMATS, CodeExporter, Format, touch
 
@@ -136,6 +137,7 @@ WORKLOADS: dict[str, Callable[[Session], None]] = {
     "many": run_many,
     "code": run_code,
     "rss": run_rss,
+    "gate": run_gate,
 }
 
 

@@ -31,6 +31,13 @@ from torchpkg.glob import GlobGroup, GlobPattern
 from torchpkg.importer import PackageImporter
 from torchpkg.mangling import demangle, get_mangle_prefix, is_mangled
 from torchpkg.policy import Action
+from torchpkg.provenance import Origin, ProvenancePolicy
+from torchpkg.records import (
+    EnvironmentMismatch,
+    EnvironmentMismatchError,
+    EnvironmentMismatchWarning,
+    EnvironmentRecord,
+)
 from torchpkg.roundtrip import (
     Diagnostic,
     DiagnosticKind,
@@ -47,6 +54,10 @@ __all__ = [
     "DiagnosticKind",
     "Directory",
     "EmptyMatchError",
+    "EnvironmentMismatch",
+    "EnvironmentMismatchError",
+    "EnvironmentMismatchWarning",
+    "EnvironmentRecord",
     "GlobGroup",
     "GlobPattern",
     "ImportedObjectNotFoundError",
@@ -54,12 +65,14 @@ __all__ = [
     "ObjMismatchError",
     "ObjNotFoundError",
     "OrderedImporter",
+    "Origin",
     "PackageExporter",
     "PackageImporter",
     "PackagedModuleNotFoundError",
     "PackagingError",
     "PackagingErrorReason",
     "Problem",
+    "ProvenancePolicy",
     "RecordNotFoundError",
     "RemovableHandle",
     "RngState",

@@ -167,25 +167,21 @@ def _describe(package: str, mismatches: Iterable[EnvironmentMismatch]) -> str:
     )
 
 
-class EnvironmentMismatchWarning(UserWarning):
+class _Mismatches(Exception):
+    """Carries the package and its mismatches, and pickles with them (xdist, workers)."""
+
+    def __init__(self, package: str, mismatches: list[EnvironmentMismatch]) -> None:
+        super().__init__(_describe(package, mismatches))
+        self.package = package
+        self.mismatches = mismatches
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.package, self.mismatches))
+
+
+class EnvironmentMismatchWarning(_Mismatches, UserWarning):
     """The loading environment differs from the one the package records."""
 
-    def __init__(self, package: str, mismatches: list[EnvironmentMismatch]) -> None:
-        super().__init__(_describe(package, mismatches))
-        self.package = package
-        self.mismatches = mismatches
 
-    def __reduce__(self) -> Any:
-        return (type(self), (self.package, self.mismatches))
-
-
-class EnvironmentMismatchError(TorchpkgError, ImportError):
+class EnvironmentMismatchError(_Mismatches, TorchpkgError, ImportError):
     """``strict_environment=True`` and the loading environment differs from the record."""
-
-    def __init__(self, package: str, mismatches: list[EnvironmentMismatch]) -> None:
-        super().__init__(_describe(package, mismatches))
-        self.package = package
-        self.mismatches = mismatches
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.package, self.mismatches))

@@ -20,6 +20,7 @@ from pytest_torchpkg.plugin import REPORT_OPTION, ROUNDTRIP_OPTION
 pytest.importorskip("torch")
 
 RunPytest = Callable[..., pytest.RunResult]
+XDIST = ("-p", "xdist", "-n", "2")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -33,20 +34,30 @@ def load_gate() -> ModuleType:
     return gate
 
 
+@pytest.fixture(params=["in-process", "xdist"])
+def run_examples(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> RunPytest:
+    """pytest on examples/ as ``make demo`` runs it: in a new process (transformers cannot
+    be imported twice in one), clones in worker processes (the default)."""
+    extra = XDIST if request.param == "xdist" else ()
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(str(EXAMPLES), *args, *extra)
+
+    return run
+
+
 def test_each_broken_example_is_flagged_and_each_healthy_one_passes(
-    run_pytest: RunPytest, pytester: pytest.Pytester
+    run_examples: RunPytest, pytester: pytest.Pytester
 ) -> None:
     report = pytester.path / "report.json"
-    result = run_pytest(str(EXAMPLES), f"{ROUNDTRIP_OPTION}=report", f"{REPORT_OPTION}={report}")
-    result.assert_outcomes(passed=12)
+    result = run_examples(f"{ROUNDTRIP_OPTION}=report", f"{REPORT_OPTION}={report}")
+    result.assert_outcomes(passed=14)
     lines = load_gate().check(json.loads(report.read_text()))
     assert [line for line in lines if not line.startswith("ok")] == []
-    assert len(lines) == 8
+    assert len(lines) == 9
 
 
-def test_fail_mode_fails_exactly_the_tests_of_broken_examples(
-    run_pytest: RunPytest, pytester: pytest.Pytester
-) -> None:
-    result = run_pytest(str(EXAMPLES), ROUNDTRIP_OPTION)
-    result.assert_outcomes(passed=6, failed=6)
-    result.stdout.fnmatch_lines(["13 models checked: 6 passed, 7 failed"])
+def test_fail_mode_fails_exactly_the_tests_of_broken_examples(run_examples: RunPytest) -> None:
+    result = run_examples(ROUNDTRIP_OPTION)
+    result.assert_outcomes(passed=8, failed=6)
+    result.stdout.fnmatch_lines(["14 models checked: 7 passed, 7 failed"])

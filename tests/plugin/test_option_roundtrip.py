@@ -58,7 +58,7 @@ def test_the_failure_has_a_torchpkg_section_with_the_model_report(
         [
             "*- torchpkg -*",
             "torchpkg roundtrip of zoo.Counter: mismatch",
-            "*global-state-mutated at zoo.calls",
+            "*global-state-mutated at zoo.built",
             "*next step: keep the state on the model*",
         ]
     )

@@ -13,7 +13,7 @@ import io
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,6 @@ from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 from torchpkg.importer import PackageImporter
-from torchpkg.mangling import is_mangled
 from torchpkg.roundtrip._compare import state_dict_of
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind, error_diagnostics
 from torchpkg.roundtrip._explain import (
@@ -78,19 +77,22 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
     The importer stays open on ``stack`` (the caller compares the outputs first).
     """
     crossing = crossing_objects(job.inputs, job.kwargs, job.interned)
-    extern_before = _registry_sizes()
     start = time.perf_counter()
+    watched: frozenset[str] = frozenset()
+    extern_before: _Sizes = {}
     try:
         source = job.archive
         importer = PackageImporter(io.BytesIO(source) if isinstance(source, bytes) else source)
         stack.callback(importer.close)
+        watched = _libraries(importer.extern_modules)
+        extern_before = _registry_sizes(watched)
         clone = importer.load_pickle(PACKAGE, RESOURCE)
     except Exception as error:
         what = "loading the model from the package"
         return CloneOutcome(
             Stage.LOAD_FAILED,
             error_diagnostics(DiagnosticKind.LOAD_ERROR, what, error, job.mocked),
-            side_effects=_side_effects(extern_before),
+            side_effects=_side_effects(extern_before, watched),
         )
     load_time = time.perf_counter() - start
     clone_modules = {
@@ -100,7 +102,7 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
     }
     outcome = CloneOutcome(
         Stage.RAN,
-        side_effects=_side_effects(extern_before),
+        side_effects=_side_effects(extern_before, watched),
         fresh_globals=snapshot_globals(clone_modules),
         timings={"load": load_time},
     )
@@ -156,24 +158,28 @@ def _containers(module: ModuleType) -> Iterator[tuple[str, Any]]:
                     yield f"{name}.{key}.{attribute}", inner
 
 
-def _watched(name: str) -> bool:
-    """Library modules; not the standard library's caches (linecache, sys.modules) nor the
-    registry of packaged modules that the importer itself keeps for torch."""
-    top = name.partition(".")[0]
-    return not (
-        is_mangled(name)
-        or top in sys.stdlib_module_names
-        or top == "torchpkg"
-        or name.startswith("torch.package")
+# torch is extern in every package: of its modules, those that keep registries.
+_TORCH_REGISTRIES = ("torch.utils.data",)
+
+
+def _libraries(externs: Iterable[str]) -> frozenset[str]:
+    """Top-level packages of the package's extern libraries (not the standard library's
+    caches, nor torchpkg's registry of packaged modules)."""
+    tops = {name.partition(".")[0] for name in externs}
+    return frozenset(
+        top
+        for top in tops
+        if top not in sys.stdlib_module_names and top not in ("torch", "torchpkg")
     )
 
 
-def _registry_sizes() -> _Sizes:
+def _registry_sizes(libraries: frozenset[str]) -> _Sizes:
     sizes: _Sizes = {}
     with warnings.catch_warnings():  # deprecated aliases warn when looked at
         warnings.simplefilter("ignore")
-        for module in list(sys.modules.values()):
-            if not isinstance(module, ModuleType) or not _watched(module.__name__):
+        for name, module in list(sys.modules.items()):
+            watched = name.partition(".")[0] in libraries or name.startswith(_TORCH_REGISTRIES)
+            if not watched or not isinstance(module, ModuleType):
                 continue
             try:
                 for path, container in _containers(module):
@@ -183,8 +189,8 @@ def _registry_sizes() -> _Sizes:
     return sizes
 
 
-def _side_effects(before: _Sizes) -> list[Diagnostic]:
-    after = _registry_sizes()
+def _side_effects(before: _Sizes, libraries: frozenset[str]) -> list[Diagnostic]:
+    after = _registry_sizes(libraries)
     grown = sorted(
         path
         for path, (identity, size) in after.items()

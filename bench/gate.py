@@ -1,0 +1,79 @@
+"""The gate workload: a real model repository's tests with and without ``--torchpkg-roundtrip``.
+
+The repository is the real-library corpus of the test suite
+(``tests/real/acme_repo``: transformers, diffusers and peft models). Each
+round runs its pytest once plain and once gated, in new processes, in turns;
+the gated run's JSON report splits the gate's time into export, load + clone
+run (in the worker), re-runs of the original, and the rest (the worker's start
+and preloads, recording, comparing).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.core import Session, rotate, timed
+
+__all__ = ["CORPUS", "WITHOUT_GATE", "WITH_GATE", "run_gate"]
+
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "real" / "acme_repo"
+WITHOUT_GATE = "pytest"
+WITH_GATE = "pytest --torchpkg-roundtrip"
+_LIBRARIES = ("transformers", "diffusers", "peft")
+
+
+def _pytest(repo: Path, *args: str) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    command = [sys.executable, "-m", "pytest", str(repo), "-q", *args]
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"the corpus failed under {' '.join(args) or 'plain pytest'}:\n{done.stdout[-2000:]}"
+        )
+
+
+def run_gate(session: Session) -> None:
+    missing = [name for name in _LIBRARIES if importlib.util.find_spec(name) is None]
+    if missing:
+        session.log(f"gate: skipped ({', '.join(missing)} not installed: pip install .[real])")
+        return
+    results = session.results
+    repo = session.path("gate-repo")
+    shutil.copytree(CORPUS, repo)
+    report = session.path("gate-report.json")
+    runs = {
+        WITHOUT_GATE: (),
+        WITH_GATE: ("--torchpkg-roundtrip", f"--torchpkg-report={report}"),
+    }
+    _pytest(repo)  # warm-up: compiled bytecode, page cache
+    for round_ in range(session.config.rounds):
+        session.log(f"gate: round {round_ + 1}/{session.config.rounds}")
+        for name in rotate(list(runs), round_):
+            _, seconds = timed(lambda args=runs[name]: _pytest(repo, *args))
+            results.add("gate", "tests", name, seconds)
+            if name == WITH_GATE:
+                parts = _split(json.loads(report.read_text()))
+                for part, value in parts.items():
+                    results.add("gate", part, WITH_GATE, value)
+    models = json.loads(report.read_text())["summary"]["checked"]
+    results.note("gate", repository="tests/real/acme_repo", models=models)
+
+
+def _split(report: dict[str, object]) -> dict[str, float]:
+    """Seconds the gate spent in each part, summed over the models of one run."""
+    totals = {"export": 0.0, "load + clone run (worker)": 0.0, "original re-run": 0.0}
+    tests = report["tests"]
+    assert isinstance(tests, list)
+    for test in tests:
+        for model in test["models"]:
+            timings = model["timings"]
+            totals["export"] += timings["export"]
+            totals["load + clone run (worker)"] += timings["load"] + timings["run"]
+            totals["original re-run"] += timings["run_original"]
+    return totals
