@@ -58,14 +58,14 @@ def run_gate(session: Session) -> None:
             _, seconds = timed(lambda args=runs[name]: _pytest(repo, *args))
             results.add("gate", "tests", name, seconds)
             if name == WITH_GATE:
-                parts = _split(json.loads(report.read_text()))
+                parts = split_timings(json.loads(report.read_text()))
                 for part, value in parts.items():
                     results.add("gate", part, WITH_GATE, value)
     models = json.loads(report.read_text())["summary"]["checked"]
     results.note("gate", repository="tests/real/acme_repo", models=models)
 
 
-def _split(report: dict[str, object]) -> dict[str, float]:
+def split_timings(report: dict[str, object]) -> dict[str, float]:
     """Seconds the gate spent in each part, summed over the models of one run."""
     totals = {"export": 0.0, "load + clone run (worker)": 0.0, "original re-run": 0.0}
     tests = report["tests"]

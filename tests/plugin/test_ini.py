@@ -11,11 +11,13 @@ from pytest_torchpkg.plugin import (
     ATOL_INI,
     EXTERN_INI,
     INTERN_INI,
+    ISOLATION_INI,
     MOCK_INI,
     REPORT_OPTION,
     ROUNDTRIP_INI,
     ROUNDTRIP_OPTION,
     RTOL_INI,
+    TIMEOUT_INI,
 )
 
 pytest.importorskip("torch")
@@ -127,3 +129,60 @@ def test_a_bad_ini_tolerance_is_a_usage_error(
     result = run_pytest(ROUNDTRIP_OPTION)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: ini key {ATOL_INI}: expected a number >= 0, got 'tiny'"])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (ISOLATION_INI, "thread", "expected one of process, in-process, got 'thread'"),
+        (TIMEOUT_INI, "0", "expected a number of seconds > 0"),
+    ],
+)
+def test_a_bad_isolation_or_timeout_is_a_usage_error(
+    run_pytest: RunPytest, pytester: pytest.Pytester, key: str, value: str, message: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{key} = {value}\n")
+    pytester.makepyfile(PACKAGE_AWARE_TEST)
+    result = run_pytest(ROUNDTRIP_OPTION)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: ini key {key}: {message}"])
+
+
+def test_a_clone_that_hangs_fails_its_test_at_the_ini_timeout_and_the_session_goes_on(
+    run_pytest: RunPytest, pytester: pytest.Pytester
+) -> None:
+    pytester.makeini(f"[pytest]\n{ISOLATION_INI} = process\n{TIMEOUT_INI} = 2\n")
+    pytester.makepyfile(
+        hangs_in_package="""
+        import time
+
+        from torch import nn
+
+        IN_PACKAGE = __name__.startswith("<torch_package")
+
+
+        class Hangs(nn.Module):
+            def forward(self, x):
+                while IN_PACKAGE:
+                    time.sleep(0.05)
+                return x
+        """,
+        test_hangs="""
+        import torch
+        from hangs_in_package import Hangs
+        from zoo import Doubler
+
+
+        def test_hangs():
+            Hangs()(torch.ones(2))
+
+
+        def test_later():
+            Doubler()(torch.ones(2))
+        """,
+    )
+    result = run_pytest(ROUNDTRIP_OPTION)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["FAILED hangs_in_package.Hangs in *: run-failed", "  clone-timeout: *in 2 s*"]
+    )

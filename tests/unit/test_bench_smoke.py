@@ -22,6 +22,7 @@ from bench import rss  # noqa: E402
 from bench.__main__ import main  # noqa: E402
 from bench._child import BASELINE  # noqa: E402
 from bench.core import Config, Results, rotate  # noqa: E402
+from bench.gate import split_timings  # noqa: E402
 from bench.peers import CODE_EXPORTERS, FORMATS, TORCHPKG  # noqa: E402
 from bench.report import TARGETS, format_report, machine, to_json  # noqa: E402
 from bench.rss import PHASE as RSS_PHASE  # noqa: E402
@@ -86,7 +87,7 @@ def test_report_has_a_line_per_peer_and_a_verdict_per_target(in_process_results:
     for name in [*LOADERS, *EXPORTS]:
         assert name in report
     verdicts = [line for line in report.splitlines() if line.strip().startswith(("PASS", "MISS"))]
-    assert len(verdicts) == len(TARGETS) - 1  # the rss workload did not run
+    assert len(verdicts) == len(TARGETS) - 2  # neither the rss nor the gate workload ran
     assert "n/a" in report
 
 
@@ -151,3 +152,13 @@ def test_command_line_writes_the_table_and_the_json(
     document = json.loads(path.read_text())
     assert {row["phase"] for row in document["rows"]} == {"export first", "export second"}
     assert document["config"]["rounds"] == 1
+
+
+def test_the_gate_split_sums_each_part_over_the_models_of_a_run() -> None:
+    timings = {"export": 0.5, "load": 0.25, "run": 0.25, "run_original": 0.125}
+    report = {"tests": [{"models": [{"timings": timings}]}, {"models": [{"timings": timings}]}]}
+    assert split_timings(report) == {
+        "export": 1.0,
+        "load + clone run (worker)": 1.0,
+        "original re-run": 0.25,
+    }
