@@ -281,6 +281,15 @@ def run_roundtrip(item: pytest.Item, model: Any, *inputs: Any, **options: Any) -
     return result
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the clone worker while the first tests run, not when the first model is done."""
+    settings = session.config.stash[SETTINGS]
+    if settings.mode is not Mode.OFF and settings.isolation == "process" and "torch" in sys.modules:
+        from torchpkg.roundtrip import warm_worker
+
+        warm_worker((settings.root,))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     settings = item.config.stash[SETTINGS]

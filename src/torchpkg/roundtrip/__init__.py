@@ -79,6 +79,7 @@ __all__ = [
     "Verdict",
     "copy_inputs",
     "roundtrip",
+    "warm_worker",
 ]
 
 DEFAULT_TIMEOUT = 300.0
@@ -338,6 +339,24 @@ class _Check:
 
 
 _FAILED = object()
+
+
+def warm_worker(roots: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Start the worker process now, and have it import the installed libraries this
+    process has imported, while the caller goes on (the first clone then waits for neither).
+    The repository's own modules are never preloaded: they change between clones."""
+    from torchpkg.roundtrip._worker import warm_up
+
+    provenance = ProvenancePolicy(_roots(roots))
+    skip = {"torch", "torchpkg", *(pattern.partition(".")[0] for pattern in TOOLING_EXTERNS)}
+    preload = tuple(
+        name
+        for name in sorted(sys.modules)
+        if name.partition(".")[0] not in skip
+        and not is_mangled(name)
+        and provenance.provenance(name).origin is Origin.DISTRIBUTION
+    )
+    warm_up(preload)
 
 
 def _roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +43,12 @@ from torchpkg.mangling import demangle, is_mangled
 from torchpkg.roundtrip._clone import CloneJob, CloneOutcome, Stage, run_clone
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind
 
-__all__ = ["DEFAULT_TIMEOUT", "run_in_worker", "shutdown"]
+__all__ = ["DEFAULT_TIMEOUT", "run_in_worker", "shutdown", "warm_up"]
 
 DEFAULT_TIMEOUT = 300.0
 _HEADER = struct.Struct(">Q")
 _LOG_TAIL = 2000
+_LEARNED = ".learned"
 _START_ENV = "TORCHPKG_WORKER_START"
 # Not ``-m``: the classes on the pipes must be this module's, not ``__main__``'s.
 _ENTRY = "import sys; from torchpkg.roundtrip._worker import main; main(sys.argv[1:])"
@@ -54,7 +56,7 @@ _ENTRY = "import sys; from torchpkg.roundtrip._worker import main; main(sys.argv
 
 @dataclass(frozen=True)
 class _Request:
-    job: bytes  # a pickled CloneJob: opened in the child only
+    job: bytes | None  # a pickled CloneJob, opened in the child only; None: preload only
     sys_path: tuple[str, ...]
     cwd: str
     preload: tuple[str, ...]  # installed modules the server imports once for every child
@@ -161,6 +163,19 @@ class _Client:
                 self.close()
                 return _Response(None, f"the worker process failed ({error})", log)
 
+    def warm_up(self, preload: tuple[str, ...]) -> None:
+        """Start the worker and have it import ``preload`` while the caller goes on."""
+        with self._lock:
+            process = self._process
+            if process is None or process.poll() is not None:
+                process = self._start()
+            assert process.stdin is not None
+            request = _Request(None, tuple(sys.path), os.getcwd(), preload, 0.0)
+            try:
+                _write_frame(process.stdin, pickle.dumps(request, protocol=5))
+            except OSError:  # the next request starts a new worker
+                self.close()
+
     def _log_tail(self) -> str:
         if self._log is None:
             return ""
@@ -188,6 +203,11 @@ class _Client:
 
 _client = _Client()
 atexit.register(_client.close)
+
+
+def warm_up(preload: tuple[str, ...]) -> None:
+    """Start the worker now and preload installed modules (e.g. what the tests imported)."""
+    _client.warm_up(preload)
 
 
 def shutdown() -> None:
@@ -237,11 +257,14 @@ def _failed(failure: str, log: str, timeout: float | None = None) -> CloneOutcom
 
 
 def _child(request: _Request, result: str) -> None:
-    """In the forked (or spawned) child: open the job, run it, write the outcome."""
+    """In the forked (or spawned) child: open the job, run it, write the outcome, and the
+    modules of the preloaded libraries it had to import (the server imports them next)."""
     faulthandler.enable()
     sys.path[:] = request.sys_path
     os.chdir(request.cwd)
     importlib.invalidate_caches()
+    before = set(sys.modules)
+    assert request.job is not None
     job: CloneJob = pickle.loads(request.job)
     with ExitStack() as stack:
         outcome = run_clone(job, stack)
@@ -262,6 +285,20 @@ def _child(request: _Request, result: str) -> None:
             data = _dumps_outcome(outcome)
     with open(result, "wb") as stream:
         stream.write(data)
+    libraries = {name.partition(".")[0] for name in request.preload}
+    learned = [
+        name for name in sys.modules if name not in before and name.partition(".")[0] in libraries
+    ]
+    with open(result + _LEARNED, "w") as stream:
+        stream.write("\n".join(learned))
+
+
+def _import_all(names: Iterable[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # a child meets it again and reports it
+            continue
 
 
 def _wait(pid: int, timeout: float) -> int | None:
@@ -334,12 +371,10 @@ def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
             except EOFError:
                 return
             sys.path[:] = request.sys_path
-            for name in request.preload:
-                try:
-                    importlib.import_module(name)
-                except BaseException:  # the child meets it again and reports it
-                    continue
-            for path in (result, log):
+            _import_all(request.preload)
+            if request.job is None:
+                continue
+            for path in (result, log, result + _LEARNED):
                 if os.path.exists(path):
                     os.unlink(path)
             run = _run_forked if forking else _run_spawned
@@ -353,6 +388,9 @@ def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
             with open(log, "rb") if os.path.exists(log) else open(os.devnull, "rb") as stream:
                 text = stream.read()[-_LOG_TAIL:].decode(errors="replace")
             _write_frame(protocol_out, pickle.dumps(_Response(outcome, failure, text)))
+            if os.path.exists(result + _LEARNED):  # while the caller goes on
+                with open(result + _LEARNED) as stream:
+                    _import_all(stream.read().split())
 
 
 def main(argv: list[str]) -> None:
