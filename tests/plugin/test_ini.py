@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from _misbehaving import MISBEHAVES_IN_PACKAGE
 from pytest_torchpkg.plugin import (
     ATOL_INI,
     EXTERN_INI,
@@ -153,20 +154,7 @@ def test_a_clone_that_hangs_fails_its_test_at_the_ini_timeout_and_the_session_go
 ) -> None:
     pytester.makeini(f"[pytest]\n{ISOLATION_INI} = process\n{TIMEOUT_INI} = 2\n")
     pytester.makepyfile(
-        hangs_in_package="""
-        import time
-
-        from torch import nn
-
-        IN_PACKAGE = __name__.startswith("<torch_package")
-
-
-        class Hangs(nn.Module):
-            def forward(self, x):
-                while IN_PACKAGE:
-                    time.sleep(0.05)
-                return x
-        """,
+        hangs_in_package=MISBEHAVES_IN_PACKAGE,
         test_hangs="""
         import torch
         from hangs_in_package import Hangs

@@ -12,37 +12,12 @@ from typing import Any
 
 import pytest
 
+from _misbehaving import MISBEHAVES_IN_PACKAGE
 from torchpkg import PackageExporter, PackageImporter
 from torchpkg.roundtrip import DiagnosticKind, Verdict, roundtrip
 from torchpkg.roundtrip._worker import shutdown
 
 torch = pytest.importorskip("torch")
-
-# Behaves only when loaded from a package: the original runs normally.
-MISBEHAVES_IN_PACKAGE = """
-    import os
-    import signal
-    import time
-
-    from torch import nn
-
-    IN_PACKAGE = __name__.startswith("<torch_package")
-
-
-    class Hangs(nn.Module):
-        def forward(self, x):
-            while IN_PACKAGE:
-                time.sleep(0.05)
-            return x
-
-
-    class Crashes(nn.Module):
-        def forward(self, x):
-            if IN_PACKAGE:
-                print("about to crash", flush=True)
-                os.kill(os.getpid(), signal.SIGSEGV)
-            return x
-"""
 
 REGISTERS = """
     from torch import nn
