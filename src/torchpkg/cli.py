@@ -59,7 +59,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "environment": (
                 EnvironmentRecord.from_json(reader.read(ENVIRONMENT_RECORD)).lines()
                 if reader.has_record(ENVIRONMENT_RECORD)
-                else ["not recorded (an archive from torch.package or an older torchpkg)"]
+                else ["not recorded (the archive was written by another tool or an older torchpkg)"]
             ),
         }
     if args.json:

@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,7 +33,6 @@ from typing import Any
 from torchpkg.exporter import PackageExporter
 from torchpkg.glob import GlobPattern
 from torchpkg.mangling import is_mangled
-from torchpkg.policy import is_implicitly_extern
 from torchpkg.provenance import Origin, ProvenancePolicy
 from torchpkg.roundtrip._clone import CloneJob, CloneOutcome, Stage, run_clone
 from torchpkg.roundtrip._compare import (
@@ -51,7 +50,6 @@ from torchpkg.roundtrip._diagnostics import (
     pickling_failed,
 )
 from torchpkg.roundtrip._explain import (
-    GlobalValue,
     global_state_diagnostics,
     snapshot_globals,
 )
@@ -63,8 +61,16 @@ from torchpkg.roundtrip._export import (
     patterns,
     qualified_name,
 )
+from torchpkg.roundtrip._observed import (
+    Observation,
+    changed_globals,
+    depends_on_test_state,
+    model_modules,
+    tensor_versions,
+)
 from torchpkg.roundtrip._result import RoundtripFailure, RoundtripResult, Verdict
 from torchpkg.roundtrip._state import RngState, copy_inputs
+from torchpkg.roundtrip._worker import DEFAULT_TIMEOUT, run_in_worker, warm_up
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -82,7 +88,6 @@ __all__ = [
     "warm_worker",
 ]
 
-DEFAULT_TIMEOUT = 300.0
 # Installed code the worker imports once for all clones; the repository's never (it changes).
 _PRELOADED = (Origin.DISTRIBUTION, Origin.STANDARD_LIBRARY)
 
@@ -92,86 +97,6 @@ class Isolation(enum.Enum):
 
     PROCESS = "process"  # a worker process: the caller's interpreter is never touched
     IN_PROCESS = "in-process"  # here: faster to debug, but the package's imports run here
-
-
-def model_modules(model: Any) -> dict[str, ModuleType]:
-    """The modules that define the classes of ``model`` and its submodules (not torch's)."""
-    owners = [type(model)]
-    submodules = getattr(model, "modules", None)
-    torch: Any = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module) and callable(submodules):
-        owners.extend(type(module) for module in submodules())
-    found: dict[str, ModuleType] = {}
-    for owner in owners:
-        name = owner.__module__
-        module = sys.modules.get(name)
-        if module is not None and not is_mangled(name) and not is_implicitly_extern(name):
-            found[name] = module
-    return found
-
-
-def _tensor_versions(model: Any) -> dict[str, tuple[int, int]]:
-    """Each state tensor's storage and in-place version: what changes when a test trains."""
-    state = state_dict_of(model) or {}
-    return {
-        key: (value.data_ptr(), value._version)
-        for key, value in state.items()
-        if hasattr(value, "_version") and hasattr(value, "data_ptr")
-    }
-
-
-@dataclass(frozen=True, eq=False)
-class Observation:
-    """What a test saw when it called the model: copies of the outputs, and the state
-    (module globals, weights) they depended on at that moment."""
-
-    outputs: Any
-    globals: dict[str, GlobalValue] = field(default_factory=dict)
-    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-    @classmethod
-    def capture(cls, model: Any, outputs: Any) -> Observation:
-        return cls(
-            copy_inputs(outputs), snapshot_globals(model_modules(model)), _tensor_versions(model)
-        )
-
-
-def _changed_globals(
-    then: Mapping[str, GlobalValue], now: Mapping[str, GlobalValue]
-) -> list[tuple[str, str, str]]:
-    return [
-        (name, then[name].shown, now[name].shown)
-        for name in sorted(then)
-        if name in now and then[name].fingerprint != now[name].fingerprint
-    ]
-
-
-def _depends_on_test_state(changed: list[tuple[str, str, str]]) -> Diagnostic:
-    if changed:
-        listed = "; ".join(
-            f"{name} was {then} during the call and is {now} now" for name, then, now in changed
-        )
-        message = (
-            "the original model itself answers differently after the test than it did when "
-            f"the test called it: {listed}. The package imports its modules afresh, so the "
-            "clone only ever sees their import-time values."
-        )
-        location: str | None = changed[0][0]
-    else:
-        message = (
-            "the original model itself answers differently after the test than it did when "
-            "the test called it, and none of its modules' globals changed: it depends on "
-            "state the test set around the call elsewhere (environment variables, another "
-            "module, a file, a flag on torch)."
-        )
-        location = None
-    return Diagnostic(
-        DiagnosticKind.DEPENDS_ON_TEST_STATE,
-        message,
-        "give the model what it depends on (a constructor argument, an attribute or a "
-        "buffer, which are packaged with it) instead of state a test sets around the call.",
-        location,
-    )
 
 
 @dataclass
@@ -213,8 +138,6 @@ class _Check:
             state_after_run=self.observed is None,
         )
         if self.isolation is Isolation.PROCESS:
-            from torchpkg.roundtrip._worker import run_in_worker
-
             provenance = ProvenancePolicy(self.roots)
             preload = tuple(
                 name
@@ -325,17 +248,17 @@ class _Check:
         if now is not _FAILED and not compare_values(observed.outputs, now, tolerance):
             # The original still answers as it did: the clone is what differs.
             return Verdict.MISMATCH, found + outcome.isinstance_notes + mutations + notes
-        changed = _changed_globals(observed.globals, end_of_test)
+        changed = changed_globals(observed.globals, end_of_test)
         if changed:
-            return Verdict.MISMATCH, [_depends_on_test_state(changed), *found, *notes]
+            return Verdict.MISMATCH, [depends_on_test_state(changed), *found, *notes]
         if mutations:  # each call changes the model's own globals
             return Verdict.MISMATCH, found + mutations + notes
-        if observed.versions != _tensor_versions(self.model) and now is not _FAILED:
+        if observed.versions != tensor_versions(self.model) and now is not _FAILED:
             # The test changed the weights after the call (a training step): the clone is
             # judged against the model as it is now.
             again = differences(now)
             return (Verdict.PASSED, notes) if not again else (Verdict.MISMATCH, again + notes)
-        return Verdict.MISMATCH, [_depends_on_test_state([]), *found, *notes]
+        return Verdict.MISMATCH, [depends_on_test_state([]), *found, *notes]
 
 
 _FAILED = object()
@@ -345,8 +268,6 @@ def warm_worker(roots: Iterable[str | os.PathLike[str]] = ()) -> None:
     """Start the worker process now, and have it import the installed libraries this
     process has imported, while the caller goes on (the first clone then waits for neither).
     The repository's own modules are never preloaded: they change between clones."""
-    from torchpkg.roundtrip._worker import warm_up
-
     provenance = ProvenancePolicy(_roots(roots))
     skip = {"torch", "torchpkg", *(pattern.partition(".")[0] for pattern in TOOLING_EXTERNS)}
     preload = tuple(
