@@ -43,10 +43,12 @@ def write_module(writer: ArchiveWriter, node: ModuleNode) -> None:
         writer.write_record(module_path(node.name, node.is_package), MOCK_STUB_SOURCE.encode())
 
 
-def write_framework_records(writer: ArchiveWriter, externs: list[str]) -> None:
+def write_framework_records(writer: ArchiveWriter, externs: list[str], interned: list[str]) -> None:
     """The records under ``.data/`` (and ``byteorder``) that readers look for."""
     writer.write_record(".data/extern_modules", "".join(f"{name}\n" for name in externs).encode())
     writer.write_record(".data/python_version", platform.python_version().encode())
     writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
     writer.write_record("byteorder", sys.byteorder.encode())
-    writer.write_record(ENVIRONMENT_RECORD, EnvironmentRecord.of_environment(externs).to_json())
+    writer.write_record(
+        ENVIRONMENT_RECORD, EnvironmentRecord.of_environment(externs, interned).to_json()
+    )

@@ -343,7 +343,7 @@ class PackageExporter:
             self._write_modules()
             if self._script is not None:
                 self._script.copy_into(self._writer)
-            write_framework_records(self._writer, self.externed_modules())
+            write_framework_records(self._writer, self.externed_modules(), self.interned_modules())
             self._writer.close()
             self._target.commit()
         except BaseException:

@@ -23,10 +23,11 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
 
-from torchpkg import _tensors, _torchscript
+from torchpkg import _package_imports, _tensors, _torchscript
 from torchpkg._archive_reader import ArchiveReader, open_archive
 from torchpkg._importlib import (
     PackageLoader,
@@ -35,7 +36,9 @@ from torchpkg._importlib import (
     resolve_name,
     torch_registry,
 )
+from torchpkg._materialize import code_records, materialize
 from torchpkg._module_tree import ModuleNode
+from torchpkg._package_imports import PackagedDistribution
 from torchpkg._paths import record_path
 from torchpkg.environment import Importer, ModuleSource, SourceStatus
 from torchpkg.errors import (
@@ -44,7 +47,7 @@ from torchpkg.errors import (
 )
 from torchpkg.file_tree import Directory, directory_from_records
 from torchpkg.glob import GlobPattern
-from torchpkg.mangling import PackageMangler
+from torchpkg.mangling import PackageMangler, is_mangled
 from torchpkg.pickling import PackageUnpickler
 from torchpkg.records import (
     ENVIRONMENT_RECORD,
@@ -75,6 +78,13 @@ class PackageImporter(Importer):
     versions of its extern distributions, Python and torch are compared with
     this environment: a difference is an ``EnvironmentMismatchWarning``, or an
     ``EnvironmentMismatchError`` with ``strict_environment=True``.
+
+    Packaged modules' ``__file__`` is mangled, as in torch.package, and names no
+    file. With ``materialize=True`` the package's code folders are written once
+    to a private, read-only directory named by their content (under
+    ``$TORCHPKG_CACHE_DIR``, default ``~/.cache/torchpkg``) and ``__file__`` and
+    ``__path__`` point there, for libraries that list or read the files next
+    to their modules; names stay mangled and code still runs from the archive.
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class PackageImporter(Importer):
         *,
         mmap: bool = True,
         strict_environment: bool = False,
+        materialize: bool = False,
     ) -> None:
         if isinstance(file_or_buffer, (str, os.PathLike)):
             self.filename = os.fspath(file_or_buffer)
@@ -104,6 +115,9 @@ class PackageImporter(Importer):
         except BaseException:
             self.zip_reader.close()
             raise
+        self._materialize = materialize
+        self._files: Path | None = None  # the materialised tree, once written
+        self._distributions: dict[str, PackagedDistribution] | None = None
         self._mangler = PackageMangler()
         self._loader = PackageLoader(self)
         self._lock = threading.RLock()
@@ -115,6 +129,7 @@ class PackageImporter(Importer):
         self.modules[IMPORTER_MODULE] = self  # type: ignore[assignment]
         self.storage_context: Any = None
         self.last_map_location: Any = None
+        _package_imports.register(self)
 
     # --- public API -----------------------------------------------------------------
 
@@ -227,11 +242,43 @@ class PackageImporter(Importer):
     def demangle(self, name: str) -> str:
         return self._mangler.demangle(name)
 
+    def mangle(self, name: str) -> str:
+        return self._mangler.mangle(name)
+
+    def interned_node(self, name: str) -> ModuleNode | None:
+        """The archive's node for ``name`` if the package serves it (not extern)."""
+        node = self._find(name)
+        return node if node is not None and not node.extern else None
+
+    def module_file(self, node: ModuleNode) -> str | None:
+        """The ``__file__`` of a packaged module: mangled, or in the materialised tree."""
+        if node.source_file is None:
+            return None
+        if self._materialize:
+            return str(self._materialized() / node.source_file)
+        return self._mangler.mangle(node.source_file)
+
+    def interned_distributions(self) -> dict[str, PackagedDistribution]:
+        """The distributions the package interns, by normalised name, as its code sees them."""
+        if self._distributions is None:
+            record = self.environment()
+            self._distributions = {
+                _package_imports.normalize(name): PackagedDistribution(dist, self.filename)
+                for name, dist in (record.interned.items() if record is not None else ())
+            }
+        return self._distributions
+
+    def _materialized(self) -> Path:
+        if self._files is None:
+            self._files = materialize(self.zip_reader, code_records(self.zip_reader.records()))
+        return self._files
+
     def close(self) -> None:
         """Forget this importer's modules (sys.modules, linecache, torch's registry)."""
         with self._lock:
             for name in list(self.modules):
                 self._forget(name)
+            _package_imports.unregister(self)
             self.zip_reader.close()
 
     def __enter__(self) -> PackageImporter:
@@ -275,6 +322,7 @@ class PackageImporter(Importer):
         """Undo every module the outermost import call added, if it fails."""
         with self._lock:
             before = set(self.modules) if self._depth == 0 else None
+            real = dict(sys.modules) if self._depth == 0 and self._materialize else None
             self._depth += 1
             try:
                 yield
@@ -285,6 +333,29 @@ class PackageImporter(Importer):
                 raise
             finally:
                 self._depth -= 1
+                if real is not None:
+                    self._restore_real_names(real)
+
+    def _restore_real_names(self, before: dict[str, ModuleType]) -> None:
+        """Undo real names bound to copies run from the materialised files.
+
+        Code that loads the files next to it by path (``spec_from_file_location``,
+        transformers' ``direct_transformers_import``) runs a second copy of them
+        under a real name, e.g. ``sys.modules["transformers"]``; later imports in
+        this process must still get the installed module, not that copy.
+        """
+        if self._files is None:
+            return
+        root = str(self._files) + os.sep
+        for name, module in list(sys.modules.items()):
+            if before.get(name) is module or is_mangled(name):
+                continue
+            file = vars(module).get("__file__") if isinstance(module, ModuleType) else None
+            if isinstance(file, str) and file.startswith(root):
+                if name in before:
+                    sys.modules[name] = before[name]
+                else:
+                    del sys.modules[name]
 
     def __import__(
         self,
@@ -296,6 +367,10 @@ class PackageImporter(Importer):
     ) -> ModuleType:
         with self._transaction():
             package = calc_package(globals or {}) if level > 0 else None
+            if level == 0 and is_mangled(name):
+                name = self._mangler.demangle(name)
+                if is_mangled(name):  # another importer's module: importlib finds its owner
+                    return importlib.import_module(name)
             module = self._gcd_import(name, package, level)
             if fromlist:
                 return self._handle_fromlist(module, fromlist)
@@ -358,7 +433,10 @@ class PackageImporter(Importer):
         if (node is not None and node.extern) or (
             node is None and name in IMPLICIT_IMPORT_ALLOWLIST
         ):
-            module = importlib.import_module(name)
+            if name in _package_imports.FACADES:
+                module = _package_imports.facade(self, name)
+            else:
+                module = importlib.import_module(name)
             self.modules[name] = module
             if name == "torch" or name.startswith("torch."):
                 self._flush_torch_registry()
@@ -380,7 +458,9 @@ class PackageImporter(Importer):
         module = importlib.util.module_from_spec(spec)
         module.__name__ = mangled
         namespace = module.__dict__
-        file = self._mangler.mangle(node.source_file) if node.source_file else None
+        file = self.module_file(node)
+        if self._materialize and node.is_package and file is not None:
+            module.__path__ = [os.path.dirname(file)]
         namespace.update(
             __file__=file,
             __cached__=None,
@@ -394,25 +474,36 @@ class PackageImporter(Importer):
             self._flush_torch_registry()
         if node.source_file is not None and file is not None:
             source = self.zip_reader.read(node.source_file).decode("utf-8")
-            lines = source.splitlines(keepends=True)
-            linecache.cache[file] = (len(source), None, lines, file)
+            if not self._materialize:  # tracebacks and inspect read the source from here
+                lines = source.splitlines(keepends=True)
+                linecache.cache[file] = (len(source), None, lines, file)
             exec(compiled(source, node.source_file, file), namespace)
+        replaced = sys.modules.get(mangled)
+        if replaced is not None and replaced is not module:
+            # `sys.modules[__name__] = LazyModule(...)`: importers hand out the replacement.
+            module = self.modules[name] = replaced
+            self._torch_pending.append((mangled, module))
+            self._flush_torch_registry()
         return module
 
     def _forget(self, name: str) -> None:
         module = self.modules.pop(name, None)
-        if module is None or not getattr(module, "__torch_package__", False):
-            return
-        mangled = module.__name__
+        mangled = self._mangler.mangle(name)
+        if module is None or module.__dict__.get("__name__") != mangled:
+            return  # extern: the environment's module, not ours to forget
         if sys.modules.get(mangled) is module:
             del sys.modules[mangled]
-        linecache.cache.pop(getattr(module, "__file__", None) or "", None)
+        node = self._find(name)
+        if node is not None and node.source_file is not None:
+            linecache.cache.pop(self._mangler.mangle(node.source_file), None)
         registry = torch_registry()
         if registry is not None and registry.get(mangled) is module:
             del registry[mangled]
         parent, _, child = name.rpartition(".")
-        if parent and getattr(self.modules.get(parent), child, None) is module:
-            delattr(self.modules[parent], child)
+        # A lazy module's __getattr__ may import on a miss: look in its dict only.
+        holder = self.modules.get(parent) if parent else None
+        if holder is not None and holder.__dict__.get(child) is module:
+            delattr(holder, child)
 
     def _flush_torch_registry(self) -> None:
         registry = torch_registry()

@@ -28,6 +28,7 @@ __all__ = [
     "EnvironmentMismatchError",
     "EnvironmentMismatchWarning",
     "EnvironmentRecord",
+    "InternedDistribution",
     "distribution_for_module",
     "installed_version",
 ]
@@ -69,22 +70,70 @@ def installed_version(distribution: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class InternedDistribution:
+    """A distribution whose code the package interns, with the metadata it had at export.
+
+    Packaged code that asks ``importlib.metadata`` about it gets this answer, whether
+    or not (and in whatever version) the loading environment has it installed.
+    """
+
+    name: str
+    version: str
+    packages: tuple[str, ...]  # its top-level packages that the archive holds
+    metadata: str  # the METADATA file
+
+    @classmethod
+    def of_installed(cls, name: str, packages: Iterable[str]) -> InternedDistribution | None:
+        try:
+            found = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+        text = found.read_text("METADATA") or found.read_text("PKG-INFO")
+        if text is None:
+            text = f"Metadata-Version: 2.1\nName: {name}\nVersion: {found.version}\n"
+        return cls(found.metadata["Name"] or name, found.version, tuple(sorted(packages)), text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "packages": list(self.packages), "metadata": self.metadata}
+
+
+def _interned_distributions(interned: Iterable[str]) -> dict[str, InternedDistribution]:
+    packages: dict[str, set[str]] = {}
+    for module in interned:
+        dist = distribution_for_module(module)
+        if dist is not None:
+            packages.setdefault(dist, set()).add(module.partition(".")[0])
+    found = (InternedDistribution.of_installed(dist, tops) for dist, tops in packages.items())
+    return {record.name: record for record in found if record is not None}
+
+
+@dataclass(frozen=True)
 class EnvironmentRecord:
-    """Python and torch versions, and the distribution (and version) of each extern module."""
+    """Python and torch versions, the distribution (and version) of each extern module,
+    and the metadata of the distributions the package interns."""
 
     python: str
     torch: str | None
     distributions: dict[str, str | None] = field(default_factory=dict)  # name -> version
     modules: dict[str, str | None] = field(default_factory=dict)  # extern module -> dist
+    interned: dict[str, InternedDistribution] = field(default_factory=dict)
 
     @classmethod
-    def of_environment(cls, externs: Iterable[str]) -> EnvironmentRecord:
-        """The record of this interpreter for a package with these extern modules."""
+    def of_environment(
+        cls, externs: Iterable[str], interned: Iterable[str] = ()
+    ) -> EnvironmentRecord:
+        """The record of this interpreter for a package with these extern and interned modules."""
         modules = {name: distribution_for_module(name) for name in externs}
         distributions = {
             dist: installed_version(dist) for dist in sorted({d for d in modules.values() if d})
         }
-        return cls(platform.python_version(), installed_version("torch"), distributions, modules)
+        return cls(
+            platform.python_version(),
+            installed_version("torch"),
+            distributions,
+            modules,
+            _interned_distributions(interned),
+        )
 
     def to_json(self) -> bytes:
         data = {
@@ -93,6 +142,7 @@ class EnvironmentRecord:
             "torch": self.torch,
             "distributions": self.distributions,
             "modules": self.modules,
+            "interned": {name: record.to_json() for name, record in self.interned.items()},
         }
         return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
 
@@ -100,11 +150,18 @@ class EnvironmentRecord:
     def from_json(cls, data: bytes) -> EnvironmentRecord:
         try:
             parsed: Any = json.loads(data)
+            interned = {
+                name: InternedDistribution(
+                    name, str(item["version"]), tuple(item["packages"]), str(item["metadata"])
+                )
+                for name, item in parsed.get("interned", {}).items()
+            }
             return cls(
                 str(parsed["python"]),
                 parsed.get("torch"),
                 dict(parsed.get("distributions", {})),
                 dict(parsed.get("modules", {})),
+                interned,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"{ENVIRONMENT_RECORD} is not a valid record: {error}") from None
@@ -131,6 +188,8 @@ class EnvironmentRecord:
         for name, version in self.distributions.items():
             users = sorted(module for module, dist in self.modules.items() if dist == name)
             lines.append(f"{name} {version or '?'} ({len(users)} extern modules)")
+        for name, record in self.interned.items():
+            lines.append(f"{name} {record.version} (interned: {', '.join(record.packages)})")
         stdlib = sorted(module for module, dist in self.modules.items() if dist is None)
         if stdlib:
             lines.append(f"standard library / no distribution: {', '.join(stdlib)}")

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 from torchpkg._graph import DependencyGraph, ModuleNode
+from torchpkg._mock import MOCK_MODULE
 from torchpkg._source_scan import ImportRef, scan_imports
 from torchpkg.environment import Importer, ModuleSource, SourceStatus, mangled_name_hint
 from torchpkg.errors import PackagingErrorReason, Problem
-from torchpkg.mangling import is_mangled
+from torchpkg.mangling import demangle, is_mangled
 from torchpkg.policy import Action, Policy, is_implicitly_extern
 
 __all__ = ["Resolver"]
@@ -56,6 +58,11 @@ def _scan_cached(source: str, module: str, is_package: bool) -> list[ImportRef]:
     return refs
 
 
+def _is_lazy(module: ModuleType) -> bool:
+    """A module that makes attributes on demand (PEP 562 or a ModuleType subclass)."""
+    return type(module) is not ModuleType or "__getattr__" in vars(module)
+
+
 class Resolver:
     """Decides what each module becomes and follows the imports of interned ones."""
 
@@ -66,6 +73,7 @@ class Resolver:
         self.graph = DependencyGraph()
         self._sources: dict[str, ModuleSource] = {}
         self._exists: Callable[[str], bool] = self._module_exists
+        self._children: dict[str, list[str]] = {}  # lazy package -> its loaded submodules
 
     # --- entry points -------------------------------------------------------------
 
@@ -136,6 +144,11 @@ class Resolver:
             if request.required and not node.found and node.problem is None:
                 self._not_found(node)
             return []
+        if name == MOCK_MODULE:
+            # The mock support of a package being re-exported (its mocked modules'
+            # stubs import it): written once, as a new mock would write it.
+            node.mock_support = True
+            return []
         if is_mangled(name):
             self._fail(node, PackagingErrorReason.FROM_ANOTHER_PACKAGE, mangled_name_hint(name))
             return []
@@ -174,20 +187,80 @@ class Resolver:
         except (SyntaxError, ValueError) as error:
             self._fail(node, PackagingErrorReason.DEPENDENCY_RESOLUTION_FAILED, str(error))
             return []
-        requests: list[_Request] = []
+        # A lazy package hands out submodules by attribute (`getattr(auto, "x_auto")`),
+        # which no import shows: the ones it had imported here go in too.
+        requests = [
+            _Request(child, node.name, required=False) for child in self._lazy_children(node.name)
+        ]
         for ref in refs:
             requests.extend(
-                _Request(module, node.name, required=False) for module in self._targets(ref)
+                _Request(module, node.name, required=False)
+                for module in self._targets(ref, node.name)
             )
         return requests
 
-    def _targets(self, ref: ImportRef) -> list[str]:
-        """``from a import b``: ``a.b`` when it is a module, else ``a`` itself."""
-        targets = [f"{ref.module}.{name}" for name in ref.names]
-        submodules = [target for target in targets if self._exists(target)]
-        if len(submodules) < len(ref.names) or not ref.names:
+    def _targets(self, ref: ImportRef, importing: str) -> list[str]:
+        """``from a import b``: ``a.b`` when it is a module, else ``a`` itself.
+
+        When ``a`` is a lazy package (transformers', diffusers'), also the modules
+        it would import to hand out ``b``, which no import statement shows.
+        """
+        submodules: list[str] = []
+        attributes = False
+        for name in ref.names:
+            target = f"{ref.module}.{name}"
+            if self._exists(target):
+                submodules.append(target)
+            else:
+                attributes = True
+                submodules.extend(self._lazy_sources(ref.module, name, importing))
+        if attributes or not ref.names:
             submodules.append(ref.module)
         return submodules
+
+    def _lazy_sources(self, package: str, name: str, importing: str) -> list[str]:
+        """Where the loaded lazy ``package`` gets ``name``; its ``__getattr__`` never runs."""
+        modules = self.importer.modules
+        loaded = modules.get(package)
+        if loaded is None or not _is_lazy(loaded):
+            return []
+        sources: list[str] = []
+        # The Hugging Face convention: `_class_to_module` maps names to submodules.
+        table = vars(loaded).get("_class_to_module")
+        if isinstance(table, dict) and isinstance(table.get(name), str):
+            sources.append(f"{package}.{table[name]}")
+        value = vars(loaded).get(name, vars(modules.get(importing) or loaded).get(name))
+        if value is None:
+            return sources
+        # The submodules that hold it: the one the lazy table names re-exports it.
+        sources.extend(
+            child
+            for child in self._lazy_children(package)
+            if vars(modules.get(child) or ModuleType(child)).get(name) is value
+        )
+        origin = getattr(value, "__module__", None)
+        if isinstance(origin, str) and not isinstance(value, ModuleType):
+            origin = demangle(origin)
+            if origin.partition(".")[0] == package.partition(".")[0]:
+                sources.append(origin)
+        return [source for source in sources if source != package]
+
+    def _lazy_children(self, package: str) -> list[str]:
+        """The loaded submodules of ``package`` when it is a loaded lazy package."""
+        children = self._children.get(package)
+        if children is None:
+            loaded = self.importer.modules.get(package)
+            prefix = package + "."
+            children = self._children[package] = (
+                [
+                    child
+                    for child in list(self.importer.modules)
+                    if child.startswith(prefix) and "." not in child[len(prefix) :]
+                ]
+                if loaded is not None and _is_lazy(loaded)
+                else []
+            )
+        return children
 
     # --- helpers ------------------------------------------------------------------
 

@@ -409,7 +409,9 @@ def test_a_package_that_ships_c_extensions_is_externed_automatically(source_tree
 # --- load errors ----------------------------------------------------------------------------
 
 
-def test_module_code_that_fails_inside_the_package_is_a_load_failure(source_tree: Any) -> None:
+def test_module_code_reading_a_file_next_to_it_is_a_located_not_hermetic_load_failure(
+    source_tree: Any,
+) -> None:
     module = make_package(
         source_tree,
         {
@@ -431,6 +433,8 @@ def test_module_code_that_fails_inside_the_package_is_a_load_failure(source_tree
     )
     result = roundtrip(module.FromFile(), torch.ones(2))
     assert result.verdict is Verdict.LOAD_FAILED
-    [error] = of_kind(result, DiagnosticKind.LOAD_ERROR)
+    [error] = of_kind(result, DiagnosticKind.NOT_HERMETIC)
+    assert "file-system access next to __file__" in error.message
     assert "FileNotFoundError" in error.message
-    assert "__file__" in error.next_step
+    assert error.location == f"{module.__name__.replace('.', '/')}.py:6"
+    assert "save_binary" in error.next_step

@@ -136,6 +136,7 @@ class _Check:
             exported.interned,
             exported.mocked,
             state_after_run=self.observed is None,
+            materialize=bool(exported.interned_distributions),
         )
         if self.isolation is Isolation.PROCESS:
             provenance = ProvenancePolicy(self.roots)

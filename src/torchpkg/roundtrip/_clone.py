@@ -55,6 +55,9 @@ class CloneJob:
     # The state_dict to compare: after the clone's run (to compare with an original that
     # just ran too), or as loaded (the original's run happened during the test).
     state_after_run: bool = True
+    # Interned libraries read the files next to their modules (transformers lists its
+    # models/ folder): give them real ones. Repository code keeps torch.package's names.
+    materialize: bool = False
 
 
 @dataclass
@@ -82,7 +85,10 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
     extern_before: _Sizes = {}
     try:
         source = job.archive
-        importer = PackageImporter(io.BytesIO(source) if isinstance(source, bytes) else source)
+        importer = PackageImporter(
+            io.BytesIO(source) if isinstance(source, bytes) else source,
+            materialize=job.materialize,
+        )
         stack.callback(importer.close)
         watched = _libraries(importer.extern_modules)
         extern_before = _registry_sizes(watched)

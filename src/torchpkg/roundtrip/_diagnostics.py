@@ -17,8 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from torchpkg._materialize import packaged_record, shorten_paths
 from torchpkg.errors import PackagingError, PackagingErrorReason
-from torchpkg.mangling import demangle, demangle_text, is_mangled
+from torchpkg.mangling import demangle
+from torchpkg.roundtrip._hermeticity import not_hermetic, packaged_location
 
 __all__ = [
     "Diagnostic",
@@ -27,6 +29,7 @@ __all__ = [
     "error_diagnostics",
     "find_unpicklable",
     "mocked_use_diagnostic",
+    "not_hermetic_diagnostic",
     "packaging_diagnostics",
     "pickling_failed",
 ]
@@ -47,6 +50,7 @@ class DiagnosticKind(enum.Enum):
     CLONE_CRASHED = "clone-crashed"  # the worker process died (a signal, os._exit)
     IMPORT_SIDE_EFFECT = "import-side-effect"  # informational: never fails a model
     RAN_IN_PROCESS = "ran-in-process"  # informational: the worker could not take the inputs
+    NOT_HERMETIC = "not-hermetic"  # packaged code reached outside its package, and failed
 
 
 @dataclass(frozen=True)
@@ -269,18 +273,17 @@ def mocked_use_diagnostic(error: BaseException, mocked: Iterable[str]) -> Diagno
     return None
 
 
+def _traceback_tail(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    packaged = [f for f in frames if packaged_record(f.filename) is not None]
+    shown = frames[frames.index(packaged[0]) :] if packaged else frames[-4:]
+    return shorten_paths("".join(traceback.format_list(shown[-8:]))).rstrip()
+
+
 def error_diagnostic(kind: DiagnosticKind, what: str, error: BaseException) -> Diagnostic:
     """A load or run error: the exception, the innermost packaged frame, a short traceback."""
-    frames = traceback.extract_tb(error.__traceback__)
-    packaged = [f for f in frames if is_mangled(f.filename)]
-    location = None
-    if packaged:
-        last = packaged[-1]
-        location = f"{demangle(last.filename)}:{last.lineno}"
-    shown = frames[frames.index(packaged[0]) :] if packaged else frames[-4:]
-    tail = "".join(traceback.format_list(shown[-8:]))
-    tail = demangle_text(tail)
-    message = f"{what} raised {type(error).__name__}: {error}\n{tail.rstrip()}"
+    location = packaged_location(error)
+    message = f"{what} raised {type(error).__name__}: {error}\n{_traceback_tail(error)}"
     if kind is DiagnosticKind.LOAD_ERROR:
         next_step = (
             "the packaged code fails when imported from the archive: look for module-level "
@@ -297,10 +300,22 @@ def error_diagnostic(kind: DiagnosticKind, what: str, error: BaseException) -> D
     return Diagnostic(kind, message, next_step, location)
 
 
+def not_hermetic_diagnostic(what: str, error: BaseException) -> Diagnostic | None:
+    """The error as the operation outside the package that caused it, if one did."""
+    found = not_hermetic(error)
+    if found is None:
+        return None
+    message = (
+        f"{what} failed: {found.operation.value} at {found.location or 'an unknown line'}: "
+        f"{found.detail}\n{_traceback_tail(error)}"
+    )
+    return Diagnostic(DiagnosticKind.NOT_HERMETIC, message, found.next_step, found.location)
+
+
 def error_diagnostics(
     kind: DiagnosticKind, what: str, error: BaseException, mocked: Iterable[str]
 ) -> list[Diagnostic]:
-    diagnostics = [error_diagnostic(kind, what, error)]
+    diagnostics = [not_hermetic_diagnostic(what, error) or error_diagnostic(kind, what, error)]
     mocked_use = mocked_use_diagnostic(error, mocked)
     if mocked_use is not None:
         diagnostics.append(mocked_use)

@@ -33,6 +33,7 @@ __all__ = [
 # --- module globals ----------------------------------------------------------------------
 
 _UNTRACKED = object()
+_CONTAINERS: tuple[type[Any], ...] = (dict, list, tuple, set, frozenset)
 _MAX_ITEMS = 1000
 
 
@@ -45,16 +46,21 @@ def _fingerprint(value: Any, depth: int = 0) -> Any:
         return ("ref", f"{module}.{getattr(value, '__qualname__', '?')}")
     if isinstance(value, enum.Enum):
         return ("value", f"{type(value).__qualname__}.{value.name}")
-    if depth >= 3 or not isinstance(value, (tuple, list, dict, set, frozenset)):
+    base = next((b for b in _CONTAINERS if isinstance(value, b)), None)
+    if depth >= 3 or base is None:
         return _UNTRACKED
-    size = len(value)
+    # The base type's methods: a subclass's may compute (transformers' lazy mappings
+    # import every model when iterated).
+    size = base.__len__(value)
     if size > _MAX_ITEMS:
         return (type(value).__name__, size, None)
-    if isinstance(value, dict):
-        items = [(_fingerprint(k, depth + 1), _fingerprint(v, depth + 1)) for k, v in value.items()]
+    if base is dict:
+        items = [
+            (_fingerprint(k, depth + 1), _fingerprint(v, depth + 1)) for k, v in dict.items(value)
+        ]
         content: Any = tuple(sorted(items, key=repr))
     else:
-        elements = [_fingerprint(v, depth + 1) for v in value]
+        elements = [_fingerprint(v, depth + 1) for v in base.__iter__(value)]
         content = (
             tuple(sorted(elements, key=repr))
             if isinstance(value, (set, frozenset))
@@ -222,6 +228,14 @@ def _walk_crossing(
             _walk_crossing(item, f"{path}.{field.name}", names, found, depth=depth + 1, seen=seen)
 
 
+def _members(value: Any) -> Iterable[Any] | None:
+    """A container's keys and values by its base type's methods (see _fingerprint)."""
+    base = next((b for b in _CONTAINERS if isinstance(value, b)), None)
+    if base is dict:
+        return [*dict.keys(value), *dict.values(value)]
+    return None if base is None else base.__iter__(value)
+
+
 def _registries(modules: Mapping[str, ModuleType]) -> dict[str, set[str]]:
     """Module-level containers that hold packaged classes: ``{"mod.NAME": {class names}}``."""
     registries: dict[str, set[str]] = {}
@@ -230,11 +244,8 @@ def _registries(modules: Mapping[str, ModuleType]) -> dict[str, set[str]]:
         for name, value in list(vars(module).items()):
             if name.startswith("__"):
                 continue
-            if isinstance(value, dict):
-                members: Iterable[Any] = [*value.keys(), *value.values()]
-            elif isinstance(value, (list, tuple, set, frozenset)):
-                members = value
-            else:
+            members = _members(value)
+            if members is None:
                 continue
             classes = {
                 demangle(f"{m.__module__}.{m.__qualname__}")

@@ -83,7 +83,9 @@ class Exported:
     externed: tuple[str, ...]
     mocked: tuple[str, ...]
     size: int
-    distributions: dict[str, str] = field(default_factory=dict)
+    distributions: dict[str, str] = field(default_factory=dict)  # extern: name -> version
+    # Distributions whose code went in: their files are materialised when the clone loads.
+    interned_distributions: tuple[str, ...] = ()
 
 
 def export(model: Any, target: BinaryIO | Path, rules: Rules) -> Exported:
@@ -100,10 +102,11 @@ def export(model: Any, target: BinaryIO | Path, rules: Rules) -> Exported:
     lists = (tuple(exporter.interned_modules()), externed, tuple(exporter.mocked_modules()))
     if error is not None:
         return Exported(None, error, *lists, 0)
-    record = EnvironmentRecord.of_environment(externed)
+    record = EnvironmentRecord.of_environment(externed, lists[0])
     distributions = {name: version or "?" for name, version in record.distributions.items()}
+    libraries = tuple(record.interned)
     if isinstance(target, Path):
-        return Exported(target, None, *lists, target.stat().st_size, distributions)
+        return Exported(target, None, *lists, target.stat().st_size, distributions, libraries)
     assert isinstance(target, io.BytesIO)
     data = target.getvalue()
-    return Exported(data, None, *lists, len(data), distributions)
+    return Exported(data, None, *lists, len(data), distributions, libraries)
