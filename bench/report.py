@@ -107,6 +107,27 @@ TARGETS: tuple[Target, ...] = (
         1.3,
     ),
     Target(
+        "intern-library export: torchpkg first >= 3x faster than torch.package",
+        ("intern-library", "export first", _TP),
+        ("intern-library", "export first", TORCHPKG),
+        ">=",
+        3.0,
+    ),
+    Target(
+        "intern-library export: torchpkg second >= 10x faster than first",
+        ("intern-library", "export first", TORCHPKG),
+        ("intern-library", "export second", TORCHPKG),
+        ">=",
+        10.0,
+    ),
+    Target(
+        "intern-library load (transformers interned) < 2 s",
+        ("intern-library", "load", TORCHPKG),
+        None,
+        "<",
+        2.0,
+    ),
+    Target(
         "large load peak RSS: torchpkg < 0.25x model bytes above import torch",
         ("rss", RSS_PHASE, TORCHPKG),
         None,

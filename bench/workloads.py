@@ -22,6 +22,7 @@ from torch import nn
 from bench import rss
 from bench.core import Config, Results, Session, open_session, rotate, timed
 from bench.gate import run_gate
+from bench.intern_library import run_intern_library
 from bench.models import load_code_model, make_large, make_many, model_bytes
 from bench.peers import CODE_EXPORTERS, FORMATS, CodeExporter, Format, touch
 
@@ -138,6 +139,7 @@ WORKLOADS: dict[str, Callable[[Session], None]] = {
     "code": run_code,
     "rss": run_rss,
     "gate": run_gate,
+    "intern-library": run_intern_library,
 }
 
 

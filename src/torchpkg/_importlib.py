@@ -44,7 +44,10 @@ class PackageLoader(importlib.abc.Loader):
         )
 
     def get_source(self, fullname: str) -> str | None:
-        return self._importer.get_source(fullname)
+        try:
+            return self._importer.get_source(fullname)
+        except ValueError:  # the importer was closed: tracebacks show no line, never fail
+            return None
 
     def is_package(self, fullname: str) -> bool:
         return self._importer.is_package(fullname)

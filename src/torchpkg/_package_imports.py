@@ -197,12 +197,28 @@ def _absolute(name: str, package: str | None) -> str:
     return importlib.util.resolve_name(name, package)
 
 
+def _inside(importer: PackageImporter, name: str, package: str | None) -> bool:
+    """A relative name anchored at a package this importer serves."""
+    return (
+        name.startswith(".")
+        and package is not None
+        and importer.interned_node(importer.demangle(package)) is not None
+    )
+
+
 def _import_module(importer: PackageImporter) -> Callable[..., ModuleType]:
     def import_module(name: str, package: str | None = None) -> ModuleType:
         absolute = _absolute(name, package)
         own = importer.demangle(absolute)
         if not is_mangled(own) and importer.interned_node(own) is not None:
             return importer.import_module(own)
+        if _inside(importer, name, package):
+            # Relative to a packaged package: never the installed module of that name.
+            raise ModuleNotFoundError(
+                f"No module named {own!r} in package {importer.filename!r}: the code "
+                "imports it by a computed name, which the exporter cannot see",
+                name=importer.mangle(own),
+            )
         return importlib.import_module(absolute)
 
     return import_module
@@ -214,6 +230,8 @@ def _find_spec(importer: PackageImporter) -> Callable[..., importlib.machinery.M
         own = importer.demangle(absolute)
         if not is_mangled(own) and importer.interned_node(own) is not None:
             return packaged_spec(importer, own)
+        if _inside(importer, name, package):
+            return None
         return importlib.util.find_spec(absolute)
 
     return find_spec

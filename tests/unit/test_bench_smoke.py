@@ -87,7 +87,8 @@ def test_report_has_a_line_per_peer_and_a_verdict_per_target(in_process_results:
     for name in [*LOADERS, *EXPORTS]:
         assert name in report
     verdicts = [line for line in report.splitlines() if line.strip().startswith(("PASS", "MISS"))]
-    assert len(verdicts) == len(TARGETS) - 2  # neither the rss nor the gate workload ran
+    # the rss, gate and intern-library workloads run child processes: not here
+    assert len(verdicts) == len(TARGETS) - 5
     assert "n/a" in report
 
 

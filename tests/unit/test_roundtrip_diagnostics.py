@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import threading
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from torchpkg import PackageExporter, PackageImporter
 from torchpkg.roundtrip import Diagnostic, DiagnosticKind, RoundtripResult, Verdict, roundtrip
+from torchpkg.roundtrip._diagnostics import not_hermetic_diagnostic
 
 torch = pytest.importorskip("torch")
 
@@ -438,3 +441,54 @@ def test_module_code_reading_a_file_next_to_it_is_a_located_not_hermetic_load_fa
     assert "FileNotFoundError" in error.message
     assert error.location == f"{module.__name__.replace('.', '/')}.py:6"
     assert "save_binary" in error.next_step
+
+
+def test_a_module_importing_a_module_the_package_lacks_is_located_not_hermetic(
+    source_tree: Any,
+) -> None:
+    module = make_package(
+        source_tree,
+        {
+            "plugin.py": "FACTOR = 2\n",
+            "model.py": """
+            import importlib
+
+            from torch import nn
+
+            NAME = "".join(["plu", "gin"])  # computed: the exporter cannot see it
+            FACTOR = importlib.import_module("." + NAME, __package__).FACTOR
+
+
+            class Plugged(nn.Module):
+                def forward(self, x):
+                    return x * FACTOR
+            """,
+        },
+    )
+    result = roundtrip(module.Plugged(), torch.ones(2))
+    assert result.verdict is Verdict.LOAD_FAILED
+    [error] = of_kind(result, DiagnosticKind.NOT_HERMETIC)
+    assert "an import the package cannot serve" in error.message
+    assert f"{module.__name__.rpartition('.')[0]}.plugin" in error.message
+    assert error.location == f"{module.__name__.replace('.', '/')}.py:7"
+    assert "intern" in error.next_step
+    assert result.to_dict()["diagnostics"][0]["location"] == error.location
+
+
+def test_a_metadata_probe_for_a_missing_distribution_is_located_not_hermetic(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "probe.pt"
+    with PackageExporter(path) as exporter:
+        exporter.extern(["importlib", "importlib.**"])
+        exporter.save_source_string(
+            "probe", "import importlib.metadata\n\nV = importlib.metadata.version('no-such-dist')\n"
+        )
+    with PackageImporter(path) as importer, pytest.raises(Exception) as raised:
+        importer.import_module("probe")
+    diagnostic = not_hermetic_diagnostic("loading", raised.value)  # after close: no source
+    assert diagnostic is not None
+    assert diagnostic.kind is DiagnosticKind.NOT_HERMETIC
+    assert "a distribution metadata lookup" in diagnostic.message
+    assert diagnostic.location == "probe.py:3"
+    assert "install no-such-dist" in diagnostic.next_step
