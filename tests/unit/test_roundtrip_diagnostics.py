@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -484,7 +485,10 @@ def test_a_metadata_probe_for_a_missing_distribution_is_located_not_hermetic(
         exporter.save_source_string(
             "probe", "import importlib.metadata\n\nV = importlib.metadata.version('no-such-dist')\n"
         )
-    with PackageImporter(path) as importer, pytest.raises(Exception) as raised:
+    with (
+        PackageImporter(path) as importer,
+        pytest.raises(importlib.metadata.PackageNotFoundError) as raised,
+    ):
         importer.import_module("probe")
     diagnostic = not_hermetic_diagnostic("loading", raised.value)  # after close: no source
     assert diagnostic is not None
