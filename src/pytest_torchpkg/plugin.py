@@ -36,6 +36,8 @@ RTOL_INI: Final = "torchpkg_rtol"
 ATOL_INI: Final = "torchpkg_atol"
 ISOLATION_INI: Final = "torchpkg_isolation"
 TIMEOUT_INI: Final = "torchpkg_timeout"
+TRACE_INI: Final = "torchpkg_trace"
+STRICT_PATHS_INI: Final = "torchpkg_strict_paths"
 ISOLATIONS: Final = ("process", "in-process")
 # The default of torchpkg_isolation when the ini file does not set it.
 ISOLATION_ENV: Final = "TORCHPKG_ISOLATION"
@@ -44,6 +46,7 @@ SKIP_MARKER: Final = "torchpkg_skip"
 
 _PATTERN_KEYS: Final = ("extern", "mock", "intern")
 _TOLERANCE_KEYS: Final = ("rtol", "atol")
+_FLAG_KEYS: Final = ("strict_paths",)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class RoundtripOptions:
     intern: tuple[str, ...] = ()
     rtol: float | None = None
     atol: float | None = None
+    strict_paths: bool = False
 
     def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,6 +74,7 @@ class Settings:
     root: Path  # the repository under test: its code is interned
     isolation: str  # where clones run: "process" or "in-process"
     timeout: float  # seconds a clone may take to load and run
+    trace: bool = True  # watch which code the clone runs (leaks, divergent paths)
 
 
 SETTINGS: Final = pytest.StashKey[Settings]()
@@ -127,6 +132,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         TIMEOUT_INI, "seconds a clone may take to load and run (default 300).", default="300"
     )
+    parser.addini(
+        TRACE_INI,
+        "trace which code clones run, for hermeticity leaks and divergent paths (default true).",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
+        STRICT_PATHS_INI,
+        "fail a model whose clone runs other lines than the original (default false: report).",
+        type="bool",
+        default=False,
+    )
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -172,6 +189,7 @@ def _settings(config: pytest.Config) -> Settings:
         intern=tuple(config.getini(INTERN_INI)),
         rtol=_ini_number(config, RTOL_INI),
         atol=_ini_number(config, ATOL_INI),
+        strict_paths=bool(config.getini(STRICT_PATHS_INI)),
     )
     report_path = None if report is None else config.invocation_params.dir / report
     isolation = (config.getini(ISOLATION_INI) or os.environ.get(ISOLATION_ENV, "process")).strip()
@@ -182,7 +200,8 @@ def _settings(config: pytest.Config) -> Settings:
     timeout = _ini_number(config, TIMEOUT_INI)
     if timeout is None or timeout <= 0:
         raise pytest.UsageError(f"ini key {TIMEOUT_INI}: expected a number of seconds > 0")
-    return Settings(mode, report_path, defaults, config.rootpath, isolation, timeout)
+    trace = bool(config.getini(TRACE_INI))
+    return Settings(mode, report_path, defaults, config.rootpath, isolation, timeout, trace)
 
 
 def _ini_number(config: pytest.Config, name: str) -> float | None:
@@ -205,11 +224,11 @@ def options_for(item: pytest.Item) -> RoundtripOptions:
     """
     options = item.config.stash[SETTINGS].defaults
     for mark in reversed(list(item.iter_markers(MARKER))):
-        unknown = sorted(set(mark.kwargs) - {*_PATTERN_KEYS, *_TOLERANCE_KEYS})
+        unknown = sorted(set(mark.kwargs) - {*_PATTERN_KEYS, *_TOLERANCE_KEYS, *_FLAG_KEYS})
         if mark.args or unknown:
             pytest.fail(
                 f"@pytest.mark.{MARKER} takes only the keyword arguments "
-                f"{', '.join(_PATTERN_KEYS + _TOLERANCE_KEYS)}; got "
+                f"{', '.join(_PATTERN_KEYS + _TOLERANCE_KEYS + _FLAG_KEYS)}; got "
                 f"{'positional arguments' if mark.args else ', '.join(unknown)}",
                 pytrace=False,
             )
@@ -220,6 +239,15 @@ def options_for(item: pytest.Item) -> RoundtripOptions:
         for key in _TOLERANCE_KEYS:
             if key in mark.kwargs:
                 changes[key] = _tolerance(key, mark.kwargs[key])
+        for key in _FLAG_KEYS:
+            if key in mark.kwargs:
+                if not isinstance(mark.kwargs[key], bool):
+                    pytest.fail(
+                        f"@pytest.mark.{MARKER}({key}=...) expects True or False, "
+                        f"got {mark.kwargs[key]!r}",
+                        pytrace=False,
+                    )
+                changes[key] = mark.kwargs[key]
         options = dataclasses.replace(options, **changes)
     return options
 
@@ -269,6 +297,7 @@ def run_roundtrip(item: pytest.Item, model: Any, *inputs: Any, **options: Any) -
         "roots": (settings.root,),
         "isolation": settings.isolation,
         "timeout": settings.timeout,
+        "trace": settings.trace,
     }
     result = roundtrip(
         model,
@@ -303,7 +332,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     options = options_for(item).as_kwargs()
     from pytest_torchpkg.recorder import Recorder
 
-    with Recorder() as recorder:
+    roots = (str(settings.root),) if settings.trace else ()
+    with Recorder(roots) as recorder:
         item.stash[RECORDER] = recorder
         try:
             outcome = yield  # a test that fails on its own raises here: nothing is checked

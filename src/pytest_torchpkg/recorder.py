@@ -10,6 +10,7 @@ with the third.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from torch.nn.modules import module as torch_module
 
 from torchpkg import is_from_package
 from torchpkg.roundtrip import Observation, RngState, copy_inputs
+from torchpkg.roundtrip._trace import Trace, trace
 
 __all__ = ["RecordedCall", "Recorder"]
 
@@ -39,12 +41,15 @@ class _Pending:
     module: torch.nn.Module
     args: tuple[Any, ...]
     rng_state: RngState
+    tracer: Trace | None = None
 
 
 class Recorder:
     """While entered, records root module calls into ``calls``."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: tuple[str, ...] = ()) -> None:
+        # The repository's files whose lines a root call runs: the path check's reference.
+        self._roots = tuple(os.path.join(root, "") for root in roots)
         self.calls: list[RecordedCall] = []
         self._recorded: set[int] = set()  # ids stay unique: ``calls`` keeps the modules alive
         self._suspended = 0
@@ -85,7 +90,14 @@ class Recorder:
             # A model loaded from a package is not this repository's to check.
             and not is_from_package(module)
         ):
-            self._thread.pending = _Pending(module, copy_inputs(args), RngState.capture())
+            pending = _Pending(module, copy_inputs(args), RngState.capture())
+            if self._roots:
+                pending.tracer = trace(self._classify, args)
+                pending.tracer.__enter__()
+            self._thread.pending = pending
+
+    def _classify(self, filename: str, packaged: bool) -> str | None:
+        return filename if not packaged and filename.startswith(self._roots) else None
 
     def _after(self, module: torch.nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
         # ``rest`` is (kwargs, output) after a call that returned; torch passes only
@@ -95,10 +107,13 @@ class Recorder:
             return
         pending: _Pending | None = getattr(self._thread, "pending", None)
         self._thread.pending = None
+        if pending is not None and pending.tracer is not None:
+            pending.tracer.__exit__()
         if pending is None or len(rest) != 2:
             return
         # Global pre-hooks do not receive kwargs; forward rarely changes them in place.
         kwargs = copy_inputs(rest[0])
         self._recorded.add(id(module))
-        observed = Observation.capture(module, rest[1])
+        traced = pending.tracer.result if pending.tracer is not None else None
+        observed = Observation.capture(module, rest[1], traced)
         self.calls.append(RecordedCall(module, pending.args, kwargs, pending.rng_state, observed))

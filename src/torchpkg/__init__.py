@@ -13,6 +13,7 @@ from torchpkg._hooks import RemovableHandle
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
 from torchpkg.errors import (
     ArchiveFormatError,
+    CoverageNotMeasuredWarning,
     EmptyMatchError,
     ImportedObjectNotFoundError,
     ObjMismatchError,
@@ -53,6 +54,7 @@ __all__ = [
     "Diagnostic",
     "DiagnosticKind",
     "Directory",
+    "CoverageNotMeasuredWarning",
     "EmptyMatchError",
     "EnvironmentMismatch",
     "EnvironmentMismatchError",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "ArchiveFormatError",
+    "CoverageNotMeasuredWarning",
     "EmptyMatchError",
     "ImportedObjectNotFoundError",
     "ObjMismatchError",
@@ -206,3 +207,7 @@ class ObjNotFoundError(TorchpkgError, ValueError):
 
 class ObjMismatchError(TorchpkgError, ValueError):
     """``Importer.get_name`` found a different object under the module and name it reports."""
+
+
+class CoverageNotMeasuredWarning(UserWarning):
+    """coverage.py measures the process, but some packaged code cannot be mapped to a file."""

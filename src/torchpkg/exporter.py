@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from torchpkg import _exported, _tensors, _torchscript
 from torchpkg._archive import ArchiveWriter
 from torchpkg._hooks import ActionHook, RemovableHandle
-from torchpkg._paths import record_path, write_framework_records, write_module
+from torchpkg._paths import module_path, record_path, write_framework_records, write_module
 from torchpkg._pickle_scan import scan_globals_fast
 from torchpkg._staging import StagedTarget
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
@@ -42,6 +42,7 @@ from torchpkg.pickling import (
     torch_if_loaded,
 )
 from torchpkg.policy import Action, Policy
+from torchpkg.records import SOURCES_RECORD, SourceMap
 from torchpkg.resolver import Resolver
 
 __all__ = ["PackageExporter"]
@@ -344,6 +345,7 @@ class PackageExporter:
             if self._script is not None:
                 self._script.copy_into(self._writer)
             write_framework_records(self._writer, self.externed_modules(), self.interned_modules())
+            self._writer.write_record(SOURCES_RECORD, self._source_map().to_json())
             self._writer.close()
             self._target.commit()
         except BaseException:
@@ -390,6 +392,15 @@ class PackageExporter:
                     name,
                     ", ".join(self.get_rdeps(name)),
                 )
+
+    def _source_map(self) -> SourceMap:
+        files = {}
+        for node in self._resolver.graph.nodes.values():
+            origin = self._resolver.origin(node.name)
+            if node.action is Action.INTERN and node.source is not None and origin is not None:
+                digest = SourceMap.digest(node.source.encode("utf-8"))
+                files[module_path(node.name, node.is_package)] = (origin, digest)
+        return SourceMap(files)
 
     def _write_modules(self) -> None:
         for node in list(self._resolver.graph.nodes.values()):

@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +43,7 @@ from torchpkg._paths import record_path
 from torchpkg.environment import Importer, ModuleSource, SourceStatus
 from torchpkg.errors import (
     ArchiveFormatError,
+    CoverageNotMeasuredWarning,
     PackagedModuleNotFoundError,
 )
 from torchpkg.file_tree import Directory, directory_from_records
@@ -51,11 +52,14 @@ from torchpkg.mangling import PackageMangler, is_mangled
 from torchpkg.pickling import PackageUnpickler
 from torchpkg.records import (
     ENVIRONMENT_RECORD,
+    SOURCES_RECORD,
     EnvironmentMismatchError,
     EnvironmentMismatchWarning,
     EnvironmentRecord,
+    SourceMap,
 )
 from torchpkg.resolver import IMPORTER_MODULE
+from torchpkg.security import Allowlist, PickleGuard
 
 __all__ = ["IMPLICIT_IMPORT_ALLOWLIST", "PackageImporter"]
 
@@ -85,6 +89,10 @@ class PackageImporter(Importer):
     ``$TORCHPKG_CACHE_DIR``, default ``~/.cache/torchpkg``) and ``__file__`` and
     ``__path__`` point there, for libraries that list or read the files next
     to their modules; names stay mangled and code still runs from the archive.
+
+    With ``allow`` every ``load_pickle`` is safe loading (see ``load_pickle``)
+    with these extra ``module.qualname`` patterns allowed; ``allow=[]`` allows
+    nothing beyond the defaults.
     """
 
     def __init__(
@@ -95,7 +103,10 @@ class PackageImporter(Importer):
         mmap: bool = True,
         strict_environment: bool = False,
         materialize: bool = False,
+        allow: Iterable[str] | None = None,
     ) -> None:
+        # Checked first: a bad pattern is the caller's mistake, whatever the archive holds.
+        self.allow: Allowlist | None = None if allow is None else Allowlist.of(allow)
         if isinstance(file_or_buffer, (str, os.PathLike)):
             self.filename = os.fspath(file_or_buffer)
         else:
@@ -118,6 +129,9 @@ class PackageImporter(Importer):
         self._materialize = materialize
         self._files: Path | None = None  # the materialised tree, once written
         self._distributions: dict[str, PackagedDistribution] | None = None
+        self._sources: SourceMap | None = None  # read when coverage.py first needs it
+        self.measured_files: dict[str, str] = {}  # local file -> record, labelled for coverage
+        self._unmeasured_said = False
         self._mangler = PackageMangler()
         self._loader = PackageLoader(self)
         self._lock = threading.RLock()
@@ -139,10 +153,22 @@ class PackageImporter(Importer):
         with self._transaction():
             return self._gcd_import(self._mangler.demangle(name))
 
-    def load_pickle(self, package: str, resource: str, map_location: Any = None) -> Any:
-        """Unpickle ``package/resource``, importing its classes from the package."""
+    def load_pickle(
+        self, package: str, resource: str, map_location: Any = None, *, safe: bool | None = None
+    ) -> Any:
+        """Unpickle ``package/resource``, importing its classes from the package.
+
+        Safe loading (``safe=True``, the default when the importer was given
+        ``allow``) lets the pickle reach only what the package defines, tensor
+        rebuilders, curated builtins and torch types, and the ``allow`` patterns;
+        anything else is an ``UnsafePickleError`` before any of the pickle runs.
+        """
         path = self._record(package, resource)
         data = self.zip_reader.read(path)
+        guard = None
+        if safe or (safe is None and self.allow is not None):
+            guard = PickleGuard(path, data, self, self.allow or Allowlist())
+            guard.check_pickle()
         torch: Any = sys.modules.get("torch")
         restore: _tensors.RestoreLocation | None = None
         storages: dict[str, Any] = {}
@@ -188,7 +214,7 @@ class PackageImporter(Importer):
                 "written by a newer or different tool."
             )
 
-        unpickler = PackageUnpickler(io.BytesIO(data), self, persistent_load)
+        unpickler = PackageUnpickler(io.BytesIO(data), self, persistent_load, guard)
         self.last_map_location = map_location
         try:
             with self._transaction():
@@ -473,11 +499,14 @@ class PackageImporter(Importer):
         if "torch" in sys.modules:
             self._flush_torch_registry()
         if node.source_file is not None and file is not None:
-            source = self.zip_reader.read(node.source_file).decode("utf-8")
-            if not self._materialize:  # tracebacks and inspect read the source from here
+            raw = self.zip_reader.read(node.source_file)
+            source = raw.decode("utf-8")
+            code_file = self._measured_file(node.source_file, raw) or file
+            if code_file == file and not self._materialize:
+                # Tracebacks and inspect read the source from here.
                 lines = source.splitlines(keepends=True)
                 linecache.cache[file] = (len(source), None, lines, file)
-            exec(compiled(source, node.source_file, file), namespace)
+            exec(compiled(source, node.source_file, code_file), namespace)
         replaced = sys.modules.get(mangled)
         if replaced is not None and replaced is not module:
             # `sys.modules[__name__] = LazyModule(...)`: importers hand out the replacement.
@@ -485,6 +514,37 @@ class PackageImporter(Importer):
             self._torch_pending.append((mangled, module))
             self._flush_torch_registry()
         return module
+
+    def _measured_file(self, record: str, source: bytes) -> str | None:
+        """While coverage.py measures, the local file a module came from, if unchanged.
+
+        Coverage ignores code whose filename starts with ``<`` (every mangled name), so
+        packaged code that came from an unchanged local file is labelled with that file
+        and its lines count there; other packaged code stays unmeasured, said once.
+        """
+        coverage = sys.modules.get("coverage")
+        if coverage is None or coverage.Coverage.current() is None:
+            return None
+        if self._sources is None:
+            data = (
+                self.zip_reader.read(SOURCES_RECORD)
+                if self.zip_reader.has_record(SOURCES_RECORD)
+                else None
+            )
+            self._sources = SourceMap.from_json(data) if data is not None else SourceMap()
+        local = self._sources.unchanged_file(record, source)
+        if local is not None:
+            self.measured_files[local] = record
+        elif not self._unmeasured_said:
+            self._unmeasured_said = True
+            warnings.warn(
+                f"coverage.py is measuring, but packaged code of {self.filename} whose source "
+                f"is not an unchanged local file (first: {record}) is not measured; lines "
+                "count only for modules exported from files that are still as they were.",
+                CoverageNotMeasuredWarning,
+                stacklevel=2,
+            )
+        return local
 
     def _forget(self, name: str) -> None:
         module = self.modules.pop(name, None)

@@ -12,6 +12,7 @@ with ``strict_environment=True``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
 import json
 import platform
@@ -24,16 +25,19 @@ from torchpkg.errors import TorchpkgError
 
 __all__ = [
     "ENVIRONMENT_RECORD",
+    "SOURCES_RECORD",
     "EnvironmentMismatch",
     "EnvironmentMismatchError",
     "EnvironmentMismatchWarning",
     "EnvironmentRecord",
     "InternedDistribution",
+    "SourceMap",
     "distribution_for_module",
     "installed_version",
 ]
 
 ENVIRONMENT_RECORD = ".data/torchpkg/environment.json"
+SOURCES_RECORD = ".data/torchpkg/sources.json"
 _FORMAT = 1
 
 
@@ -244,3 +248,40 @@ class EnvironmentMismatchWarning(_Mismatches, UserWarning):
 
 class EnvironmentMismatchError(_Mismatches, TorchpkgError, ImportError):
     """``strict_environment=True`` and the loading environment differs from the record."""
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Where each interned module's source came from: a local file, and its digest then.
+
+    Coverage counts the lines packaged code runs for that file while it is unchanged.
+    """
+
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)  # record -> (path, sha256)
+
+    @staticmethod
+    def digest(source: bytes) -> str:
+        return hashlib.sha256(source).hexdigest()
+
+    def to_json(self) -> bytes:
+        return (json.dumps({"format": _FORMAT, "files": self.files}, indent=1) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SourceMap:
+        try:
+            parsed: Any = json.loads(data)
+            return cls({str(k): (str(v[0]), str(v[1])) for k, v in parsed["files"].items()})
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"{SOURCES_RECORD} is not a valid record: {error}") from None
+
+    def unchanged_file(self, record: str, source: bytes) -> str | None:
+        """The local file ``record`` came from, if it still holds exactly ``source``."""
+        entry = self.files.get(record)
+        if entry is None or entry[1] != self.digest(source):
+            return None
+        path = entry[0]
+        try:
+            with open(path, "rb") as file:
+                return path if self.digest(file.read()) == entry[1] else None
+        except OSError:
+            return None

@@ -6,6 +6,7 @@ the exporter raises them together at ``close()``.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,6 +117,14 @@ class Resolver:
                     PackagingErrorReason.MOCKED_BUT_STILL_USED,
                     f"{resource_node} pickles {module}.{name}",
                 )
+
+    def origin(self, name: str) -> str | None:
+        """The local file an interned module's source was read from, if it was one."""
+        found = self._sources.get(name)
+        node = self.graph.nodes.get(name)
+        if found is None or node is None or found.source != node.source or not found.filename:
+            return None
+        return found.filename if os.path.isabs(found.filename) else None
 
     def problems(self) -> list[Problem]:
         return [node.problem for node in self.graph.nodes.values() if node.problem is not None]

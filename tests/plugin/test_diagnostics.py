@@ -107,7 +107,7 @@ def test_an_output_difference_names_the_leaf_and_its_size(
     )
 
 
-def test_module_code_that_fails_inside_a_package_is_a_load_error(
+def test_module_code_reading_a_file_next_to_it_is_a_located_load_error(
     run_pytest: RunPytest, pytester: pytest.Pytester
 ) -> None:
     result = run_test(
@@ -119,6 +119,6 @@ def test_module_code_that_fails_inside_a_package_is_a_load_error(
     result.stdout.fnmatch_lines(
         [
             "FAILED zoodata.Vocabulary in *: load-failed",
-            "  load-error: loading the model from the package raised *",
+            "  not-hermetic: * file-system access next to __file__ at zoodata/__init__.py:9: *",
         ]
     )

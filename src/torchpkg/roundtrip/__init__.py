@@ -24,12 +24,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from torchpkg._paths import module_path
 from torchpkg.exporter import PackageExporter
 from torchpkg.glob import GlobPattern
 from torchpkg.mangling import is_mangled
@@ -70,6 +71,7 @@ from torchpkg.roundtrip._observed import (
 )
 from torchpkg.roundtrip._result import RoundtripFailure, RoundtripResult, Verdict
 from torchpkg.roundtrip._state import RngState, copy_inputs
+from torchpkg.roundtrip._trace import Traced, divergence_diagnostic, leak_diagnostics, trace
 from torchpkg.roundtrip._worker import DEFAULT_TIMEOUT, run_in_worker, warm_up
 
 __all__ = [
@@ -114,15 +116,49 @@ class _Check:
     inputs: tuple[Any, ...]
     kwargs: dict[str, Any]
     observed: Observation | None
+    trace: bool = True
+    strict_paths: bool = False
+    original_traced: Traced | None = None
 
-    def run_original(self, model: Any) -> Any:
+    def originals(self) -> dict[str, str]:
+        """The files the package's interned modules came from: path -> record."""
+        files = {}
+        for name in self.exported.interned:
+            module = sys.modules.get(name)
+            file = vars(module).get("__file__") if module is not None else None
+            if isinstance(file, str):
+                files[file] = module_path(name, "__path__" in vars(module))
+        return files
+
+    def run_original(self, model: Any, *, traced: bool = False) -> Any:
         args, kwargs = copy_inputs((self.inputs, self.kwargs))
+        originals = self.originals() if traced and self.trace else None
+        tracing: AbstractContextManager[Traced | None] = (
+            nullcontext()
+            if originals is None
+            else trace(
+                lambda file, packaged: None if packaged else originals.get(file), (args, kwargs)
+            )
+        )
         self.replay.restore()
         start = time.perf_counter()
         try:
-            return model(*args, **kwargs)
+            with tracing as original_traced:
+                return model(*args, **kwargs)
         finally:
             self.timings["run_original"] = time.perf_counter() - start
+            self.original_traced = original_traced
+
+    def path_diagnostics(self, outcome: CloneOutcome) -> tuple[list[Diagnostic], list[Diagnostic]]:
+        """(leaks, the divergent path): leaks always fail, a divergence only when strict."""
+        if outcome.traced is None:
+            return [], []
+        leaks = leak_diagnostics(outcome.traced)
+        original = self.original_traced
+        if original is None and self.observed is not None and self.observed.traced is not None:
+            original = self.observed.traced.keyed(self.originals())
+        divergent = divergence_diagnostic(original, outcome.traced) if original else None
+        return leaks, [divergent] if divergent is not None else []
 
     def clone(self) -> CloneOutcome:
         exported = self.exported
@@ -137,6 +173,9 @@ class _Check:
             exported.mocked,
             state_after_run=self.observed is None,
             materialize=bool(exported.interned_distributions),
+            trace=self.trace,
+            originals=self.originals() if self.trace else {},
+            roots=self.roots,
         )
         if self.isolation is Isolation.PROCESS:
             provenance = ProvenancePolicy(self.roots)
@@ -173,7 +212,7 @@ class _Check:
         if observed is None:
             before = snapshot_globals(originals)
             try:
-                expected = self.run_original(self.model)
+                expected = self.run_original(self.model, traced=True)
             except Exception as error:
                 what = "the original model"
                 return Verdict.RUN_FAILED, [error_diagnostic(DiagnosticKind.RUN_ERROR, what, error)]
@@ -204,12 +243,16 @@ class _Check:
                 compare=compare,
             )
 
+        leaks, divergent = self.path_diagnostics(outcome)
+        failing = leaks + (divergent if self.strict_paths else [])
+        informational = [] if self.strict_paths else divergent
         found = differences(expected)
         if not found:
-            return Verdict.PASSED, notes
+            verdict = Verdict.MISMATCH if failing else Verdict.PASSED
+            return verdict, failing + informational + notes
         if observed is None:
-            return Verdict.MISMATCH, found + explained + notes
-        return self.explain_observed(
+            return Verdict.MISMATCH, found + failing + explained + informational + notes
+        verdict, diagnostics = self.explain_observed(
             observed,
             found=found,
             differences=differences,
@@ -217,6 +260,9 @@ class _Check:
             originals=originals,
             tolerance=tolerance,
         )
+        if failing and verdict is Verdict.PASSED:
+            verdict = Verdict.MISMATCH
+        return verdict, failing + diagnostics + informational
 
     def explain_observed(
         self,
@@ -302,6 +348,8 @@ def roundtrip(
     isolation: Isolation | str = Isolation.PROCESS,
     timeout: float = DEFAULT_TIMEOUT,
     observed: Observation | None = None,
+    trace: bool = True,
+    strict_paths: bool = False,
 ) -> RoundtripResult:
     """Export ``model``, load it fresh, run both on ``inputs`` and compare.
 
@@ -358,6 +406,8 @@ def roundtrip(
                 inputs,
                 dict(kwargs or {}),
                 observed,
+                trace,
+                strict_paths,
             )
             verdict, diagnostics = check.run(Tolerance(rtol, atol), compare)
     return RoundtripResult(

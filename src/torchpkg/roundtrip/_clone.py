@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import enum
 import io
+import os
 import sys
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
+from torchpkg._materialize import packaged_record
 from torchpkg.importer import PackageImporter
 from torchpkg.roundtrip._compare import state_dict_of
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind, error_diagnostics
@@ -31,6 +33,7 @@ from torchpkg.roundtrip._explain import (
 )
 from torchpkg.roundtrip._export import PACKAGE, RESOURCE
 from torchpkg.roundtrip._state import RngState, copy_inputs
+from torchpkg.roundtrip._trace import Classify, Traced, trace
 
 __all__ = ["CloneJob", "CloneOutcome", "Stage", "run_clone"]
 
@@ -58,6 +61,10 @@ class CloneJob:
     # Interned libraries read the files next to their modules (transformers lists its
     # models/ folder): give them real ones. Repository code keeps torch.package's names.
     materialize: bool = False
+    # Trace the clone's run: files to watch outside the package (path -> record) and roots.
+    trace: bool = False
+    originals: dict[str, str] = field(default_factory=dict)
+    roots: tuple[str, ...] = ()
 
 
 @dataclass
@@ -72,6 +79,7 @@ class CloneOutcome:
     outputs: Any = None
     state: Mapping[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    traced: Traced | None = None
 
 
 def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
@@ -115,9 +123,14 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
     if not job.state_after_run:
         outcome.state = copy_inputs(_state_of(clone))
     job.rng.restore()
+    tracing: AbstractContextManager[Traced | None] = (
+        trace(_classifier(job, importer), (job.inputs, job.kwargs)) if job.trace else nullcontext()
+    )
     start = time.perf_counter()
     try:
-        outcome.outputs = clone(*job.inputs, **job.kwargs)
+        with tracing as traced:
+            outcome.outputs = clone(*job.inputs, **job.kwargs)
+        outcome.traced = traced
     except Exception as error:
         outcome.stage = Stage.RUN_FAILED
         outcome.diagnostics = error_diagnostics(
@@ -130,6 +143,20 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
     if job.state_after_run:
         outcome.state = _state_of(clone)
     return outcome
+
+
+def _classifier(job: CloneJob, importer: PackageImporter) -> Classify:
+    roots = tuple(os.path.join(root, "") for root in job.roots)
+    relabelled = importer.measured_files
+
+    def classify(filename: str, packaged: bool) -> str | None:
+        if packaged:
+            return packaged_record(filename) or relabelled.get(filename)
+        if filename in job.originals:
+            return job.originals[filename]
+        return filename if filename.startswith(roots) else None
+
+    return classify
 
 
 def _state_of(clone: Any) -> dict[str, Any] | None:

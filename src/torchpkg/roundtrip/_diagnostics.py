@@ -51,6 +51,8 @@ class DiagnosticKind(enum.Enum):
     IMPORT_SIDE_EFFECT = "import-side-effect"  # informational: never fails a model
     RAN_IN_PROCESS = "ran-in-process"  # informational: the worker could not take the inputs
     NOT_HERMETIC = "not-hermetic"  # packaged code reached outside its package, and failed
+    HERMETICITY_LEAK = "hermeticity-leak"  # the clone ran code from files, not the package
+    DIVERGENT_PATH = "divergent-path"  # fails only with strict paths
 
 
 @dataclass(frozen=True)

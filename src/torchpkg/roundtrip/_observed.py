@@ -19,6 +19,7 @@ from torchpkg.roundtrip._compare import state_dict_of
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind
 from torchpkg.roundtrip._explain import GlobalValue, snapshot_globals
 from torchpkg.roundtrip._state import copy_inputs
+from torchpkg.roundtrip._trace import Traced
 
 __all__ = [
     "Observation",
@@ -63,11 +64,15 @@ class Observation:
     outputs: Any
     globals: dict[str, GlobalValue] = field(default_factory=dict)
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    traced: Traced | None = None  # the lines of local files the call ran, by file path
 
     @classmethod
-    def capture(cls, model: Any, outputs: Any) -> Observation:
+    def capture(cls, model: Any, outputs: Any, traced: Traced | None = None) -> Observation:
         return cls(
-            copy_inputs(outputs), snapshot_globals(model_modules(model)), tensor_versions(model)
+            copy_inputs(outputs),
+            snapshot_globals(model_modules(model)),
+            tensor_versions(model),
+            traced,
         )
 
 
