@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from torchpkg.roundtrip import Diagnostic, DiagnosticKind, RoundtripResult, Verdict, roundtrip
+from torchpkg.roundtrip import (
+    Diagnostic,
+    DiagnosticKind,
+    Observation,
+    RoundtripResult,
+    Verdict,
+    roundtrip,
+)
+from torchpkg.roundtrip._trace import trace
 
 torch = pytest.importorskip("torch")
 
@@ -177,3 +185,40 @@ def test_tracing_off_reports_no_paths(source_tree: Any, tmp_path: Path) -> None:
     result = check(module, tmp_path, extern=[f"{top}.registry"], trace=False)
     assert result.verdict is Verdict.PASSED
     assert not of_kind(result, DiagnosticKind.DIVERGENT_PATH)
+
+
+def test_a_failing_module_whose_code_never_ran_is_suggested_for_mock(
+    source_tree: Any, tmp_path: Path
+) -> None:
+    module = make_package(
+        source_tree,
+        {
+            "unused.py": "def plot(x):\n    return x\n",
+            "used.py": "def scale(x):\n    return x * 2\n",
+            "model.py": """
+            from torch import nn
+
+            from . import unused, used
+
+
+            class Model(nn.Module):
+                def forward(self, x):
+                    return used.scale(x)
+            """,
+        },
+    )
+    top = module.__name__.rpartition(".")[0]
+    model = module.Model()
+    with trace(lambda file, packaged: None) as traced:
+        outputs = model(torch.ones(2))
+    result = roundtrip(
+        model,
+        torch.ones(2),
+        observed=Observation.capture(model, outputs, traced),
+        configure_exporter=lambda exporter: exporter.deny([f"{top}.unused", f"{top}.used"]),
+        isolation="in-process",
+    )
+    assert result.verdict is Verdict.PACKAGING_FAILED
+    [error] = of_kind(result, DiagnosticKind.PACKAGING_ERROR)
+    assert f"none of the code of '{top}.unused' ran during the test's call" in error.next_step
+    assert f"mock=['{top}.unused']" in error.next_step

@@ -392,7 +392,9 @@ def roundtrip(
             error = exported.error or RuntimeError("the export produced no archive")
             unpicklable = find_unpicklable(model) if pickling_failed(error) else None
             verdict = Verdict.PACKAGING_FAILED
-            diagnostics = packaging_diagnostics(error, unpicklable)
+            traced = observed.traced if observed is not None else None
+            ran = traced.files if traced is not None and traced.available else None
+            diagnostics = packaging_diagnostics(error, unpicklable, ran)
         else:
             check = _Check(
                 model,

@@ -89,7 +89,9 @@ _PATTERN_ARGS = (
 
 
 def packaging_diagnostics(
-    error: BaseException, unpicklable: tuple[str, str] | None
+    error: BaseException,
+    unpicklable: tuple[str, str] | None,
+    ran: set[str] | None = None,
 ) -> list[Diagnostic]:
     """The export failed: the grouped error, suggested patterns, the unpicklable member."""
     if not isinstance(error, PackagingError):
@@ -111,6 +113,14 @@ def packaging_diagnostics(
             f"that loads the package provides them) or mock=[{listed}] (only if the model "
             f"never runs their code), {_PATTERN_ARGS}; intern=[...] puts their source in "
             "the package instead."
+        )
+    unused = _never_ran(groups, ran)
+    if unused:
+        listed = ", ".join(repr(name) for name in unused)
+        steps.append(
+            f"none of the code of {listed} ran during the test's call of the model, so "
+            f"mock=[{listed}] is safe for this test (their stubs raise if the model ever "
+            "uses them)."
         )
     steps.extend(
         reason.next_step for reason in groups if reason is not PackagingErrorReason.NO_ACTION
@@ -146,6 +156,25 @@ def packaging_diagnostics(
             )
         )
     return diagnostics
+
+
+def _never_ran(groups: Mapping[PackagingErrorReason, list[Any]], ran: set[str] | None) -> list[str]:
+    """The failing modules (loaded here) none of whose files ran during the traced call."""
+    if not ran:
+        return []
+    unused = []
+    for problems in groups.values():
+        for problem in problems:
+            name = problem.subject
+            files = [
+                vars(module).get("__file__")
+                for key, module in list(sys.modules.items())
+                if module is not None and (key == name or key.startswith(name + "."))
+            ]
+            files = [file for file in files if isinstance(file, str)]
+            if files and not ran.intersection(files) and name not in unused:
+                unused.append(name)
+    return unused
 
 
 def _suggested_externs(groups: Mapping[PackagingErrorReason, list[Any]]) -> list[str]:

@@ -36,12 +36,14 @@ class Traced:
     outside: dict[str, tuple[str, int]] = field(default_factory=dict)
     outside_lines: list[tuple[str, int]] = field(default_factory=list)
     available: bool = True  # False: another tracer held the hook, nothing was traced
+    files: set[str] = field(default_factory=set)  # every file whose Python code started
 
     def keyed(self, records: dict[str, str]) -> Traced:
         """The lines outside the package under their records, where ``records`` has one."""
         return Traced(
             outside_lines=[(records[f], line) for f, line in self.outside_lines if f in records],
             available=self.available,
+            files=self.files,
         )
 
 
@@ -88,6 +90,7 @@ class Trace:
     # --- 3.11: sys.settrace ------------------------------------------------------------
 
     def _call(self, frame: FrameType, event: str, arg: Any) -> Any:
+        self.result.files.add(frame.f_code.co_filename)
         if frame.f_code in self._ignored:
             return None
         packaged = _packaged(frame)
@@ -116,6 +119,10 @@ class Trace:
             self._record(key, packaged, line, frame.f_back)
         return monitoring.DISABLE  # each line location reports once
 
+    def _monitored_start(self, code: CodeType, offset: int) -> Any:
+        self.result.files.add(code.co_filename)
+        return getattr(sys, "monitoring").DISABLE  # noqa: B009 (3.12+ only)
+
     def __enter__(self) -> Traced:
         monitoring: Any = getattr(sys, "monitoring", None)
         if monitoring is not None:
@@ -127,8 +134,10 @@ class Trace:
             else:
                 self.result.available = False
                 return self.result
-            monitoring.register_callback(self._tool, monitoring.events.LINE, self._monitored_line)
-            monitoring.set_events(self._tool, monitoring.events.LINE)
+            events = monitoring.events
+            monitoring.register_callback(self._tool, events.LINE, self._monitored_line)
+            monitoring.register_callback(self._tool, events.PY_START, self._monitored_start)
+            monitoring.set_events(self._tool, events.LINE | events.PY_START)
             return self.result
         if sys.gettrace() is not None:
             self.result.available = False
@@ -142,6 +151,7 @@ class Trace:
             if self._tool is not None:
                 monitoring.set_events(self._tool, 0)
                 monitoring.register_callback(self._tool, monitoring.events.LINE, None)
+                monitoring.register_callback(self._tool, monitoring.events.PY_START, None)
                 monitoring.free_tool_id(self._tool)
                 monitoring.restart_events()
             return
