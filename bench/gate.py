@@ -5,7 +5,8 @@ The repository is the real-library corpus of the test suite
 round runs its pytest once plain and once gated, in new processes, in turns;
 the gated run's JSON report splits the gate's time into export, load + clone
 run (in the worker), re-runs of the original, and the rest (the worker's start
-and preloads, recording, comparing).
+and preloads, recording, comparing). A third run turns tracing off: what the
+hermeticity and path checks cost.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from bench.core import Session, rotate, timed
 
-__all__ = ["CORPUS", "WITHOUT_GATE", "WITH_GATE", "run_gate"]
+__all__ = ["CORPUS", "UNTRACED_GATE", "WITHOUT_GATE", "WITH_GATE", "run_gate"]
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "real" / "acme_repo"
 WITHOUT_GATE = "pytest"
 WITH_GATE = "pytest --torchpkg-roundtrip"
+UNTRACED_GATE = "... with torchpkg_trace=false"  # no leak or path checks
 _LIBRARIES = ("transformers", "diffusers", "peft")
 
 
@@ -50,6 +52,7 @@ def run_gate(session: Session) -> None:
     runs = {
         WITHOUT_GATE: (),
         WITH_GATE: ("--torchpkg-roundtrip", f"--torchpkg-report={report}"),
+        UNTRACED_GATE: ("--torchpkg-roundtrip", "-o", "torchpkg_trace=false"),
     }
     _pytest(repo)  # warm-up: compiled bytecode, page cache
     for round_ in range(session.config.rounds):

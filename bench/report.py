@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.core import SECONDS, Config, Results, Row
-from bench.gate import WITH_GATE, WITHOUT_GATE
+from bench.gate import UNTRACED_GATE, WITH_GATE, WITHOUT_GATE
 from bench.peers import TORCHPKG
 from bench.rss import PHASE as RSS_PHASE
 
@@ -105,6 +105,13 @@ TARGETS: tuple[Target, ...] = (
         ("gate", "tests", WITHOUT_GATE),
         "<=",
         1.3,
+    ),
+    Target(
+        "gate: tracing (leak and path checks) adds <= 15%",
+        ("gate", "tests", WITH_GATE),
+        ("gate", "tests", UNTRACED_GATE),
+        "<=",
+        1.15,
     ),
     Target(
         "intern-library export: torchpkg first >= 3x faster than torch.package",
