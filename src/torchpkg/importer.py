@@ -129,7 +129,7 @@ class PackageImporter(Importer):
         self._materialize = materialize
         self._files: Path | None = None  # the materialised tree, once written
         self._distributions: dict[str, PackagedDistribution] | None = None
-        self._sources: SourceMap | None = None  # read when coverage.py first needs it
+        self._sources: SourceMap | None = None  # read when the first module is made
         self.measured_files: dict[str, str] = {}  # local file -> record, labelled for coverage
         self._unmeasured_said = False
         self._mangler = PackageMangler()
@@ -506,7 +506,8 @@ class PackageImporter(Importer):
                 # Tracebacks and inspect read the source from here.
                 lines = source.splitlines(keepends=True)
                 linecache.cache[file] = (len(source), None, lines, file)
-            exec(compiled(source, node.source_file, code_file), namespace)
+            origin = self._source_map().files.get(node.source_file, (None,))[0]
+            exec(compiled(source, node.source_file, code_file, origin), namespace)
         replaced = sys.modules.get(mangled)
         if replaced is not None and replaced is not module:
             # `sys.modules[__name__] = LazyModule(...)`: importers hand out the replacement.
@@ -514,6 +515,13 @@ class PackageImporter(Importer):
             self._torch_pending.append((mangled, module))
             self._flush_torch_registry()
         return module
+
+    def _source_map(self) -> SourceMap:
+        if self._sources is None:
+            has = self.zip_reader.has_record(SOURCES_RECORD)
+            data = self.zip_reader.read(SOURCES_RECORD) if has else None
+            self._sources = SourceMap.from_json(data) if data is not None else SourceMap()
+        return self._sources
 
     def _measured_file(self, record: str, source: bytes) -> str | None:
         """While coverage.py measures, the local file a module came from, if unchanged.
@@ -525,14 +533,7 @@ class PackageImporter(Importer):
         coverage = sys.modules.get("coverage")
         if coverage is None or coverage.Coverage.current() is None:
             return None
-        if self._sources is None:
-            data = (
-                self.zip_reader.read(SOURCES_RECORD)
-                if self.zip_reader.has_record(SOURCES_RECORD)
-                else None
-            )
-            self._sources = SourceMap.from_json(data) if data is not None else SourceMap()
-        local = self._sources.unchanged_file(record, source)
+        local = self._source_map().unchanged_file(record, source)
         if local is not None:
             self.measured_files[local] = record
         elif not self._unmeasured_said:

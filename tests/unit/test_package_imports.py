@@ -318,3 +318,36 @@ def test_packaged_code_sees_its_distribution_when_none_is_installed(
         assert packaged.owners() == ["probelib"]
     with pytest.raises(importlib.metadata.PackageNotFoundError):
         importlib.metadata.version("probelib")
+
+
+# --- bytecode ---------------------------------------------------------------------------
+
+
+def _export_answer(source_tree: SourceTree, tmp_path: Path, answer: int) -> tuple[str, Path]:
+    top = source_tree({"__init__.py": "", "answer.py": f"ANSWER = {answer}\n"})
+    importlib.import_module(f"{top}.answer")  # writes the interpreter's .pyc
+    path = tmp_path / "answer.pt"
+    with PackageExporter(path) as exporter:
+        exporter.save_module(f"{top}.answer")
+    return top, path
+
+
+def test_a_module_from_an_unchanged_file_runs_the_packaged_code(
+    source_tree: SourceTree, tmp_path: Path
+) -> None:
+    top, path = _export_answer(source_tree, tmp_path, 1)
+    with PackageImporter(path) as importer:
+        assert importer.import_module(f"{top}.answer").ANSWER == 1
+
+
+def test_a_module_whose_file_changed_after_export_runs_the_packaged_source(
+    source_tree: SourceTree, tmp_path: Path
+) -> None:
+    top, path = _export_answer(source_tree, tmp_path, 1)
+    file = Path(sys.modules[f"{top}.answer"].__file__ or "")
+    file.write_text("ANSWER = 2\n")
+    del sys.modules[f"{top}.answer"]
+    importlib.invalidate_caches()
+    assert importlib.import_module(f"{top}.answer").ANSWER == 2  # its .pyc is now of 2
+    with PackageImporter(path) as importer:
+        assert importer.import_module(f"{top}.answer").ANSWER == 1
