@@ -1,6 +1,6 @@
-"""Model source that behaves only outside a package: the original runs, its clone does not.
+"""Model source that behaves otherwise inside a package than outside.
 
-Written into a module by the tests (``source_tree`` or ``pytester.makepyfile``).
+Written into modules by the tests (``source_tree`` or ``pytester.makepyfile``).
 """
 
 MISBEHAVES_IN_PACKAGE = """
@@ -27,3 +27,34 @@ MISBEHAVES_IN_PACKAGE = """
                 os.kill(os.getpid(), signal.SIGSEGV)
             return x
 """
+
+
+# A package whose model takes another path in its clone, with the same answer: the
+# class it checks against comes from an extern registry, where the original's is.
+ISINSTANCE_FALLBACK = {
+    "registry.py": "CLASSES = {}\n",
+    "model.py": """
+        from torch import nn
+
+        from . import registry
+
+
+        class Config:
+            pass
+
+
+        registry.CLASSES.setdefault("config", Config)
+
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.config = Config()
+
+            def forward(self, x):
+                if isinstance(self.config, registry.CLASSES["config"]):
+                    return x * 2
+                return x + x  # the same answer, by another path
+    """,
+}
+FALLBACK_LINE = 21  # the line only the original runs, in model.py as written (dedented)

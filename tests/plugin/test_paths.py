@@ -11,39 +11,13 @@ from collections.abc import Callable
 
 import pytest
 
+from _misbehaving import FALLBACK_LINE, ISINSTANCE_FALLBACK
 from pytest_torchpkg.plugin import ROUNDTRIP_OPTION
 
 pytest.importorskip("torch")
 
 RunPytest = Callable[..., pytest.RunResult]
 
-FALLBACK = {
-    "zoopaths/__init__.py": "",
-    "zoopaths/registry.py": "CLASSES = {}\n",
-    "zoopaths/model.py": """
-        from torch import nn
-
-        from . import registry
-
-
-        class Config:
-            pass
-
-
-        registry.CLASSES.setdefault("config", Config)
-
-
-        class Model(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.config = Config()
-
-            def forward(self, x):
-                if isinstance(self.config, registry.CLASSES["config"]):
-                    return x * 2
-                return x + x  # the same answer, by another path
-    """,
-}
 TEST = """
 import torch
 {marker}
@@ -57,9 +31,9 @@ def test_runs():
 
 
 def write(pytester: pytest.Pytester, ini: str = "", marker: bool = False) -> None:
-    for path, source in FALLBACK.items():
-        pytester.path.joinpath(path).parent.mkdir(exist_ok=True)
-        pytester.path.joinpath(path).write_text(textwrap.dedent(source))
+    pytester.mkpydir("zoopaths")
+    for path, source in ISINSTANCE_FALLBACK.items():
+        pytester.path.joinpath("zoopaths", path).write_text(textwrap.dedent(source))
     decorator = "@pytest.mark.torchpkg(strict_paths=True)" if marker else ""
     pytester.makepyfile(TEST.format(marker="import pytest" if marker else "", decorator=decorator))
     pytester.makeini(f"[pytest]\ntorchpkg_extern = zoopaths.registry\n{ini}")
@@ -72,7 +46,10 @@ def test_a_divergent_path_fails_the_test_with_strict_paths(
     result = run_pytest(ROUNDTRIP_OPTION)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["  divergent-path: on the same inputs the original ran zoopaths/model.py:21 *"]
+        [
+            "  divergent-path: on the same inputs the original ran "
+            f"zoopaths/model.py:{FALLBACK_LINE} *"
+        ]
     )
 
 
@@ -84,7 +61,7 @@ def test_a_divergent_path_is_only_reported_by_default(
     result.assert_outcomes(passed=1)
     report = (pytester.path / "report.json").read_text()
     assert '"divergent-path"' in report
-    assert '"zoopaths/model.py:21"' in report
+    assert f'"zoopaths/model.py:{FALLBACK_LINE}"' in report
 
 
 def test_the_marker_asks_for_strict_paths_for_one_test(

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from _misbehaving import FALLBACK_LINE, ISINSTANCE_FALLBACK
 from torchpkg.roundtrip import (
     Diagnostic,
     DiagnosticKind,
@@ -103,53 +104,26 @@ def test_an_original_function_kept_in_an_extern_cache_is_a_leak(
     assert f"{top}/model.py ran from its file on disk" in leak.message
 
 
-ISINSTANCE_FALLBACK = """
-from torch import nn
-
-from . import registry
-
-
-class Config:
-    pass
-
-
-registry.CLASSES.setdefault("config", Config)
-
-
-class Model(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.config = Config()
-
-    def forward(self, x):
-        if isinstance(self.config, registry.CLASSES["config"]):
-            return x * 2
-        return x + x  # the same answer, by another path
-"""
+def check_fallback(source_tree: Any, tmp_path: Path, **options: Any) -> RoundtripResult:
+    module = make_package(source_tree, ISINSTANCE_FALLBACK)
+    top = module.__name__.rpartition(".")[0]
+    return check(module, tmp_path, extern=[f"{top}.registry"], **options)
 
 
 def test_an_isinstance_fallback_with_equal_outputs_is_a_divergent_path(
     source_tree: Any, tmp_path: Path
 ) -> None:
-    module = make_package(
-        source_tree, {"registry.py": "CLASSES = {}\n", "model.py": ISINSTANCE_FALLBACK}
-    )
-    top = module.__name__.rpartition(".")[0]
-    result = check(module, tmp_path, extern=[f"{top}.registry"])
+    result = check_fallback(source_tree, tmp_path)
     assert result.verdict is Verdict.PASSED, result.report()
     [divergent] = of_kind(result, DiagnosticKind.DIVERGENT_PATH)
-    assert divergent.location == f"{top}/model.py:21"
+    assert divergent.location == f"{result.model.partition('.')[0]}/model.py:{FALLBACK_LINE}"
     assert "the original ran" in divergent.message
 
 
 def test_a_divergent_path_fails_the_model_with_strict_paths(
     source_tree: Any, tmp_path: Path
 ) -> None:
-    module = make_package(
-        source_tree, {"registry.py": "CLASSES = {}\n", "model.py": ISINSTANCE_FALLBACK}
-    )
-    top = module.__name__.rpartition(".")[0]
-    result = check(module, tmp_path, extern=[f"{top}.registry"], strict_paths=True)
+    result = check_fallback(source_tree, tmp_path, strict_paths=True)
     assert result.verdict is Verdict.MISMATCH
     assert of_kind(result, DiagnosticKind.DIVERGENT_PATH)
 
@@ -178,11 +152,7 @@ def test_a_hermetic_model_has_neither_leak_nor_divergent_path(
 
 
 def test_tracing_off_reports_no_paths(source_tree: Any, tmp_path: Path) -> None:
-    module = make_package(
-        source_tree, {"registry.py": "CLASSES = {}\n", "model.py": ISINSTANCE_FALLBACK}
-    )
-    top = module.__name__.rpartition(".")[0]
-    result = check(module, tmp_path, extern=[f"{top}.registry"], trace=False)
+    result = check_fallback(source_tree, tmp_path, trace=False)
     assert result.verdict is Verdict.PASSED
     assert not of_kind(result, DiagnosticKind.DIVERGENT_PATH)
 
