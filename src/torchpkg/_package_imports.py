@@ -52,9 +52,15 @@ _live_lock = threading.Lock()
 
 
 def register(importer: PackageImporter) -> None:
-    """Let importlib reach ``importer``'s modules by their mangled names."""
+    """Let importlib reach ``importer``'s modules by their mangled names.
+
+    The finder is on ``sys.meta_path`` only while some importer is alive (closed
+    or collected importers take it away), so a process that loads no package
+    keeps the import system it had.
+    """
+    parent = importer.id()
     with _live_lock:
-        _live[importer.id()] = weakref.ref(importer)
+        _live[parent] = weakref.ref(importer, lambda _ref: _forget(parent))
         if not any(isinstance(finder, MangledNameFinder) for finder in sys.meta_path):
             # First, so a materialised ``__path__`` never lets the path finder load a
             # packaged module from disk as a second, unmanaged copy.
@@ -62,12 +68,17 @@ def register(importer: PackageImporter) -> None:
 
 
 def unregister(importer: PackageImporter) -> None:
+    _forget(importer.id())
+
+
+def _forget(parent: str) -> None:
     with _live_lock:
-        if (ref := _live.get(importer.id())) is not None and ref() in (importer, None):
-            del _live[importer.id()]
-        root = sys.modules.get(importer.id())
+        _live.pop(parent, None)
+        root = sys.modules.get(parent)
         if isinstance(root, _Root):
-            del sys.modules[importer.id()]
+            del sys.modules[parent]
+        if not _live:
+            sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, MangledNameFinder)]
 
 
 def owner(name: str) -> PackageImporter | None:

@@ -8,6 +8,7 @@ replaces itself in ``sys.modules``, ``importlib.util.find_spec`` and
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.metadata
 import importlib.util
@@ -351,3 +352,15 @@ def test_a_module_whose_file_changed_after_export_runs_the_packaged_source(
     assert importlib.import_module(f"{top}.answer").ANSWER == 2  # its .pyc is now of 2
     with PackageImporter(path) as importer:
         assert importer.import_module(f"{top}.answer").ANSWER == 1
+
+
+def test_the_import_system_is_left_as_it_was_once_every_importer_is_closed(
+    lazy_package: tuple[str, Path, Any], cache: Path
+) -> None:
+    _top, path, _ = lazy_package
+    gc.collect()  # importers other tests left open go, and their finder with them
+    before = list(sys.meta_path)
+    with PackageImporter(path, materialize=True) as importer:
+        importer.load_pickle("model", "model.pkl")
+        assert sys.meta_path != before
+    assert sys.meta_path == before
