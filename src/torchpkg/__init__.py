@@ -47,10 +47,13 @@ from torchpkg.roundtrip import (
     RoundtripResult,
     Verdict,
 )
+from torchpkg.security import Allowlist, ArchiveLimits, UnsafeArchiveError, UnsafePickleError
 
 __all__ = [
     "Action",
+    "Allowlist",
     "ArchiveFormatError",
+    "ArchiveLimits",
     "Diagnostic",
     "DiagnosticKind",
     "Directory",
@@ -81,6 +84,8 @@ __all__ = [
     "RoundtripFailure",
     "RoundtripResult",
     "TorchpkgError",
+    "UnsafeArchiveError",
+    "UnsafePickleError",
     "UnsupportedVersionError",
     "Verdict",
     "demangle",

@@ -2,8 +2,11 @@
 
 Records are named without the archive's top-level folder. Stored records of a
 real file are served as views of a private copy-on-write ``mmap``; everything
-hostile or damaged (escaping names, truncation, bad CRCs, unknown versions)
-is a typed error that says what to do.
+damaged (truncation, bad CRCs, unknown versions) is an ``ArchiveFormatError``
+and everything hostile (names that escape the folder or collide, symlinks in
+a package folder, records that would inflate past ``ArchiveLimits``, records
+that overlap) an ``UnsafeArchiveError``, each saying what to do. All of it is
+checked when the archive is opened, before anything is read from it.
 """
 
 from __future__ import annotations
@@ -29,12 +32,24 @@ from torchpkg._archive import (
     _escapes,
     _parse_version,
 )
+from torchpkg._archive_checks import (
+    DEFAULT_LIMITS,
+    DISTRUST,
+    ArchiveLimits,
+    UnsafeArchiveError,
+    check_inflation,
+    check_overlaps,
+    refuse_links,
+)
 from torchpkg.errors import ArchiveFormatError, RecordNotFoundError
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "ArchiveLimits",
     "ArchiveReader",
     "DirectoryArchiveReader",
     "RecordViews",
+    "UnsafeArchiveError",
     "ZipArchiveReader",
     "open_archive",
 ]
@@ -57,6 +72,10 @@ class ArchiveReader(ABC):
 
     @abstractmethod
     def read(self, name: str) -> bytes: ...
+
+    @abstractmethod
+    def record_size(self, name: str) -> int:
+        """The record's size in bytes once read (uncompressed), without reading it."""
 
     @abstractmethod
     def read_view(self, name: str) -> memoryview:
@@ -122,8 +141,15 @@ class ZipArchiveReader(ArchiveReader):
     once (sharing its buffer would let loaded tensors write into the caller's bytes).
     """
 
-    def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, mmap: bool = True) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        *,
+        mmap: bool = True,
+        limits: ArchiveLimits = DEFAULT_LIMITS,
+    ) -> None:
         self._closed = False
+        self._limits = limits
         self._mappable = False
         if isinstance(source, (str, os.PathLike)):
             self.name, self._owns_file = os.fspath(source), True
@@ -150,6 +176,9 @@ class ZipArchiveReader(ArchiveReader):
 
     def has_record(self, name: str) -> bool:
         return name in self._entries
+
+    def record_size(self, name: str) -> int:
+        return self._entry(name).info.file_size
 
     def read(self, name: str) -> bytes:
         info = self._entry(name).info
@@ -251,15 +280,24 @@ class ZipArchiveReader(ArchiveReader):
         for info in infos:
             name = info.filename[len(prefix) :]
             if _escapes(info.filename):
-                raise ArchiveFormatError(
+                raise UnsafeArchiveError(
                     f"{self.name} has a record named {info.filename!r}, which points outside "
                     "the archive ('..' or an absolute path). Refusing to read a possibly hostile "
                     "archive; do not load it."
                 )
+            if any(part in ("", ".") for part in name.replace("\\", "/").split("/")):
+                raise UnsafeArchiveError(
+                    f"{self.name} has a record named {info.filename!r}, with an empty or '.' "
+                    "part: it would stand for another record's file once unpacked. "
+                    f"{DISTRUST}"
+                )
             if info.flag_bits & 0x1:
                 raise self._damaged(f"has an encrypted record {name!r} (packages never are)")
             if name in entries:
-                raise self._damaged(f"has two records named {name!r}")
+                raise UnsafeArchiveError(
+                    f"{self.name} has two records named {name!r}: a reader would see one and "
+                    f"an unpacker the other. {DISTRUST}"
+                )
             stored = info.compress_type == zipfile.ZIP_STORED
             if stored and info.compress_size != info.file_size:
                 raise self._damaged(f"has a stored record {name!r} with two different sizes")
@@ -268,6 +306,8 @@ class ZipArchiveReader(ArchiveReader):
             if least + info.compress_size > end:
                 raise self._damaged(f"is truncated: record {info.filename!r} ends past the file")
             entries[name] = _Entry(info, located=not stored)
+        check_overlaps(self.name, infos)
+        check_inflation(self.name, infos, self._limits)
         return entries
 
     def _located(self, name: str) -> _Entry:
@@ -299,6 +339,8 @@ class DirectoryArchiveReader(ArchiveReader):
         self._root = Path(path)
         if not self._root.is_dir():
             raise ArchiveFormatError(f"{self.name} is not a directory; pass an unzipped package")
+        self._real_root = os.path.realpath(self._root)
+        refuse_links(self.name, self._root)
         # Old torch.package directories have no version record: accept them as the version we write.
         self._version = self._read_version(required=False)
 
@@ -311,6 +353,9 @@ class DirectoryArchiveReader(ArchiveReader):
 
     def read(self, name: str) -> bytes:
         return self._path(name).read_bytes()
+
+    def record_size(self, name: str) -> int:
+        return self._path(name).stat().st_size
 
     def read_view(self, name: str) -> memoryview:
         with self._path(name).open("rb") as file:
@@ -327,14 +372,26 @@ class DirectoryArchiveReader(ArchiveReader):
     def _path(self, name: str) -> Path:
         if not self.has_record(name):
             raise RecordNotFoundError(name, self.name)
-        return self._root / name
+        path = self._root / name
+        # A link made after the folder was opened must not be followed either.
+        if os.path.realpath(path) != os.path.join(self._real_root, os.path.normpath(name)):
+            raise UnsafeArchiveError(
+                f"{self.name} has a record {name!r} that leads outside the package folder "
+                f"through a symlink. {DISTRUST}"
+            )
+        return path
 
 
-def open_archive(source: str | os.PathLike[str] | BinaryIO, *, mmap: bool = True) -> ArchiveReader:
+def open_archive(
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    mmap: bool = True,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> ArchiveReader:
     """Open a package: a zip (path or binary file object) or an unzipped directory."""
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         return DirectoryArchiveReader(source)
-    return ZipArchiveReader(source, mmap=mmap)
+    return ZipArchiveReader(source, mmap=mmap, limits=limits)
 
 
 def _is_regular_file(file: BinaryIO) -> bool:

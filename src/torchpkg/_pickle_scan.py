@@ -1,22 +1,32 @@
 """Find the globals a pickle references, without unpickling it.
 
-The exporter needs the modules a pickled object will import at load time.
+The exporter needs the modules a pickled object will import at load time, and
+the security scan needs every place a pickle names a global, with its offset.
 ``GLOBAL`` and ``INST`` name theirs in their argument; ``STACK_GLOBAL``
 (protocol 4+) takes module and name from the stack, where they arrive as string
 opcodes or, when repeated, as memo reads. So the scan keeps a shadow of the
 unpickler's stack and memo that holds only what it needs: the value of each
-string, and ``None`` for every other object.
+string, and ``None`` for every other object. ``EXT1/2/4`` name a global by a
+number that ``copyreg``'s extension registry of the loading process maps to it.
 """
 
 from __future__ import annotations
 
+import copyreg
 import io
 import pickle
 import pickletools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-__all__ = ["scan_globals", "scan_globals_fast"]
+__all__ = [
+    "GlobalReference",
+    "replay_globals",
+    "scan_globals",
+    "scan_globals_fast",
+    "scan_references",
+]
 
 # Opcodes that push a str (the unpickler decodes the protocol 0-2 byte strings too).
 _STRING_OPS = frozenset(
@@ -32,6 +42,7 @@ _STRING_OPS = frozenset(
 )
 _PUT_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _GET_OPS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_EXT_OPS = frozenset({"EXT1", "EXT2", "EXT4"})
 
 _Value: TypeAlias = str | None
 
@@ -49,6 +60,27 @@ _EFFECTS = {
 }
 
 
+@dataclass(frozen=True)
+class GlobalReference:
+    """One place where a pickle names a global.
+
+    ``module`` and ``name`` are ``None`` when the pickle does not spell them:
+    a ``STACK_GLOBAL`` whose operands are built while unpickling (no pickler
+    writes one), or an extension code this process's registry does not know.
+    """
+
+    module: str | None
+    name: str | None
+    opcode: str  # GLOBAL, INST, STACK_GLOBAL, EXT1, EXT2 or EXT4
+    offset: int | None  # of the opcode; None when only a replay of the pickle saw it
+    extension_code: int | None = None
+
+    @property
+    def spelled(self) -> bool:
+        """Whether the pickle itself says which global this is."""
+        return self.module is not None and self.name is not None
+
+
 def scan_globals_fast(data: bytes | bytearray | memoryview) -> list[tuple[str, str]]:
     """``scan_globals`` at the speed of the C unpickler, for the pickles we write.
 
@@ -57,12 +89,25 @@ def scan_globals_fast(data: bytes | bytearray | memoryview) -> list[tuple[str, s
     pickle runs; ``find_class`` records the names. Anything unusual (out-of-band
     buffers, an opcode the stand-in cannot take) falls back to the opcode scan.
     """
+    found = replay_globals(data)
+    if found is None:  # the replay failed: scan the opcodes instead
+        return scan_globals(data)
+    return list(dict.fromkeys(found))
+
+
+def replay_globals(data: bytes | bytearray | memoryview) -> list[tuple[str, str]] | None:
+    """The ``(module, name)`` pairs the unpickler would look up, in order; None if
+    the replay fails (a pickle that does something the stand-ins cannot take).
+
+    Exactly what ``find_class`` will be asked, computed names and extension codes
+    included, since the real unpickler reads the opcodes; nothing of the pickle runs.
+    """
     recorder = _Recorder(io.BytesIO(data))
     try:
         recorder.load()
-    except Exception:  # any failure of the replay means: scan the opcodes instead
-        return scan_globals(data)
-    return list(dict.fromkeys(recorder.found))
+    except Exception:  # any failure means: no answer from the replay
+        return None
+    return recorder.found
 
 
 class _Inert:
@@ -109,14 +154,34 @@ def scan_globals(data: bytes | bytearray | memoryview) -> list[tuple[str, str]]:
     First-seen order, without duplicates. Raises ``ValueError`` for a malformed
     pickle, and for a ``STACK_GLOBAL`` whose operands are computed at load time
     (no pickler writes one; it cannot be resolved without running the pickle).
+    Extension codes are left out: no pickler of packages writes them.
     """
     found: dict[tuple[str, str], None] = {}
+    for ref in scan_references(data):
+        if ref.opcode in _EXT_OPS:
+            continue
+        if ref.module is None or ref.name is None:
+            raise ValueError(
+                f"unscannable pickle: STACK_GLOBAL at byte {ref.offset} takes its module or "
+                "name from a value built at load time, not from a string in the pickle"
+            )
+        found[ref.module, ref.name] = None
+    return list(found)
+
+
+def scan_references(data: bytes | bytearray | memoryview) -> list[GlobalReference]:
+    """Every place ``data`` names a global, in order, repeats included.
+
+    Raises ``ValueError`` for a malformed pickle; a global whose name is built
+    at load time is returned with ``module`` and ``name`` set to ``None``.
+    """
     shadow = _ShadowStack()
+    references = []
     for opcode, arg, pos in _genops(data):
         ref = shadow.step(opcode.name, arg, pos)
         if ref is not None:
-            found[ref] = None
-    return list(found)
+            references.append(ref)
+    return references
 
 
 class _ShadowStack:
@@ -132,7 +197,7 @@ class _ShadowStack:
         self.metastack: list[list[_Value]] = []
         self.memo: dict[int, _Value] = {}
 
-    def step(self, name: str, arg: Any, pos: int | None) -> tuple[str, str] | None:
+    def step(self, name: str, arg: Any, pos: int | None) -> GlobalReference | None:
         """Apply opcode ``name``; return the global it references, if any."""
         if name in _STRING_OPS:
             self.stack.append(arg)
@@ -141,16 +206,20 @@ class _ShadowStack:
             if name == "INST":
                 self._pop_mark(name, pos)
             self.stack.append(None)
-            return module, qualname
+            return GlobalReference(module, qualname, name, pos)
         elif name == "STACK_GLOBAL":
             pushed_module, pushed_qualname = self._pop(2, name, pos)
-            if pushed_module is None or pushed_qualname is None:
-                raise ValueError(
-                    f"unscannable pickle: STACK_GLOBAL at byte {pos} takes its module or name "
-                    "from a value built at load time, not from a string in the pickle"
-                )
             self.stack.append(None)
-            return pushed_module, pushed_qualname
+            if pushed_module is None or pushed_qualname is None:
+                return GlobalReference(None, None, name, pos)
+            return GlobalReference(pushed_module, pushed_qualname, name, pos)
+        elif name in _EXT_OPS:
+            self.stack.append(None)
+            # What the unpickler of this process would look the code up as.
+            known: tuple[str, str] | None = copyreg._inverted_registry.get(arg)  # type: ignore[attr-defined]
+            if known is None:
+                return GlobalReference(None, None, name, pos, extension_code=arg)
+            return GlobalReference(known[0], known[1], name, pos, extension_code=arg)
         elif name == "MEMOIZE" or name in _PUT_OPS:
             if not self.stack:
                 raise ValueError(f"malformed pickle: {name} at byte {pos} with an empty stack")

@@ -59,7 +59,7 @@ from torchpkg.records import (
     SourceMap,
 )
 from torchpkg.resolver import IMPORTER_MODULE
-from torchpkg.security import Allowlist, PickleGuard
+from torchpkg.security import DEFAULT_LIMITS, Allowlist, ArchiveLimits, PickleGuard
 
 __all__ = ["IMPLICIT_IMPORT_ALLOWLIST", "PackageImporter"]
 
@@ -92,7 +92,8 @@ class PackageImporter(Importer):
 
     With ``allow`` every ``load_pickle`` is safe loading (see ``load_pickle``)
     with these extra ``module.qualname`` patterns allowed; ``allow=[]`` allows
-    nothing beyond the defaults.
+    nothing beyond the defaults. Hostile archives (escaping or colliding names,
+    symlinks, zip bombs: see ``limits``) are an ``UnsafeArchiveError`` at open.
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class PackageImporter(Importer):
         strict_environment: bool = False,
         materialize: bool = False,
         allow: Iterable[str] | None = None,
+        limits: ArchiveLimits = DEFAULT_LIMITS,
     ) -> None:
         # Checked first: a bad pattern is the caller's mistake, whatever the archive holds.
         self.allow: Allowlist | None = None if allow is None else Allowlist.of(allow)
@@ -111,7 +113,7 @@ class PackageImporter(Importer):
             self.filename = os.fspath(file_or_buffer)
         else:
             self.filename = "<binary>"
-        self.zip_reader: ArchiveReader = open_archive(file_or_buffer, mmap=mmap)
+        self.zip_reader: ArchiveReader = open_archive(file_or_buffer, mmap=mmap, limits=limits)
         try:
             self.extern_modules = self.zip_reader.read(".data/extern_modules").decode().split()
             disallowed = [name for name in self.extern_modules if not module_allowed(name)]

@@ -15,7 +15,7 @@ import pickle
 import re
 import sys
 from collections.abc import Callable
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from torchpkg import _exported
 from torchpkg.environment import Importer, _getattribute
@@ -27,6 +27,9 @@ from torchpkg.errors import (
     Problem,
 )
 from torchpkg.mangling import mentions_mangled
+
+if TYPE_CHECKING:
+    from torchpkg.security._guard import PickleGuard
 
 __all__ = ["Kind", "PackagePickler", "PackageUnpickler", "classify", "create_pickler"]
 
@@ -91,21 +94,31 @@ def python3_name(module_name: str, name: str) -> tuple[str, str]:
 
 
 class PackageUnpickler(pickle.Unpickler):
-    """Finds classes through a PackageImporter and rebuilds persistent objects."""
+    """Finds classes through a PackageImporter and rebuilds persistent objects.
+
+    With a ``guard`` (safe loading), every global is judged before its module is
+    imported and the object found is checked before the pickle gets it.
+    """
 
     def __init__(
-        self, file: IO[bytes], importer: Importer, persistent_load: Callable[[Any], Any]
+        self,
+        file: IO[bytes],
+        importer: Importer,
+        persistent_load: Callable[[Any], Any],
+        guard: PickleGuard | None = None,
     ) -> None:
         super().__init__(file)
         self._importer = importer
         self._persistent_load = persistent_load
         self._replacements = _replacements()
+        self._guard = guard
 
     def persistent_load(self, pid: Any) -> Any:
         return self._persistent_load(pid)
 
     def find_class(self, module_name: str, name: str) -> Any:
         module_name, name = python3_name(module_name, name)
+        verdict = self._guard.check_name(module_name, name) if self._guard is not None else None
         renamed = _COMPAT_NAMES.get(module_name, {}).get(name) or self._replacements.get(
             (module_name, name)
         )
@@ -113,7 +126,7 @@ class PackageUnpickler(pickle.Unpickler):
             return renamed
         module = self._importer.import_module(module_name)
         try:
-            return _getattribute(module, name)
+            found = _getattribute(module, name)
         except AttributeError:
             raise ImportedObjectNotFoundError(
                 f"the pickle needs {module_name}.{name}, but module {module_name!r} has no "
@@ -122,6 +135,9 @@ class PackageUnpickler(pickle.Unpickler):
                 name=name,
                 obj=module,
             ) from None
+        if self._guard is not None and verdict is not None:
+            self._guard.check_object(module_name, name, verdict, found)
+        return found
 
 
 def _replacements() -> dict[tuple[str, str], Any]:

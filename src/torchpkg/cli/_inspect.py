@@ -1,0 +1,144 @@
+"""``tree``, ``info`` and ``verify``: what a package holds, and whether it loads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import asdict, dataclass
+
+from torchpkg.cli._common import (
+    FINDINGS,
+    OK,
+    emit_json,
+    extern_modules,
+    human_bytes,
+    open_package,
+    packaged_modules,
+    pickle_records,
+    storage_records,
+)
+from torchpkg.file_tree import directory_from_records
+from torchpkg.glob import GlobGroup
+from torchpkg.records import ENVIRONMENT_RECORD, EnvironmentRecord
+
+__all__ = ["run_info", "run_tree", "run_verify"]
+
+
+def run_tree(args: argparse.Namespace) -> int:
+    include = args.include or ["**"]
+    with open_package(args.package) as reader:
+        records = reader.records()
+    if args.json:
+        selected = GlobGroup(include, exclude=args.exclude, separator="/")
+        emit_json({"package": args.package, "records": [r for r in records if selected.matches(r)]})
+    else:
+        print(directory_from_records(args.package, records, include, args.exclude), end="")
+    return OK
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    package: str
+    format_version: int
+    python_version: str | None
+    torch_version: str | None
+    package_bytes: int
+    records: int
+    record_bytes: int
+    storages: int
+    storage_bytes: int
+    modules: list[str]
+    mocked_modules: list[str]
+    extern_modules: list[str]
+    pickles: list[str]
+    environment: list[str] | None  # None: not recorded (another tool, an older torchpkg)
+
+
+def package_info(path: str) -> PackageInfo:
+    with open_package(path) as reader:
+        records = reader.records()
+        sizes = {record: reader.record_size(record) for record in records}
+        storages = storage_records(reader)
+        modules = packaged_modules(reader)
+        environment = (
+            EnvironmentRecord.from_json(reader.read(ENVIRONMENT_RECORD))
+            if reader.has_record(ENVIRONMENT_RECORD)
+            else None
+        )
+        python = (
+            reader.read(".data/python_version").decode().strip()
+            if reader.has_record(".data/python_version")
+            else None
+        )
+        return PackageInfo(
+            package=path,
+            format_version=reader.version(),
+            python_version=python,
+            torch_version=environment.torch if environment is not None else None,
+            package_bytes=os.path.getsize(path) if os.path.isfile(path) else sum(sizes.values()),
+            records=len(records),
+            record_bytes=sum(sizes.values()),
+            storages=len(storages),
+            storage_bytes=sum(sizes[record] for record in storages),
+            modules=[module.name for module in modules if not module.mocked],
+            mocked_modules=[module.name for module in modules if module.mocked],
+            extern_modules=extern_modules(reader),
+            pickles=pickle_records(reader),
+            environment=environment.lines() if environment is not None else None,
+        )
+
+
+def run_info(args: argparse.Namespace) -> int:
+    info = package_info(args.package)
+    if args.json:
+        emit_json(asdict(info))
+        return OK
+    print(f"package: {info.package} ({human_bytes(info.package_bytes)})")
+    print(f"format_version: {info.format_version}")
+    print(f"python_version: {info.python_version or 'not recorded'}")
+    print(f"torch_version: {info.torch_version or 'not recorded'}")
+    print(f"records: {info.records} ({human_bytes(info.record_bytes)})")
+    print(f"storages: {info.storages} ({human_bytes(info.storage_bytes)})")
+    for title, items in (
+        ("modules", info.modules),
+        ("mocked_modules", info.mocked_modules),
+        ("extern_modules", info.extern_modules),
+        ("pickles", info.pickles),
+    ):
+        print(f"{title} ({len(items)}):")
+        for item in items:
+            print(f"  {item}")
+    print("environment:")
+    for line in info.environment or ["not recorded (written by another tool or an older torchpkg)"]:
+        print(f"  {line}")
+    return OK
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from torchpkg.importer import PackageImporter
+
+    failures: list[str] = []
+    allow = (args.allow or []) if args.safe or args.allow else None
+    with PackageImporter(args.package, allow=allow) as importer:
+        modules = packaged_modules(importer.zip_reader)
+        for module in modules:
+            if module.mocked:
+                continue  # a stub: importing it works, using it raises by design
+            try:
+                importer.import_module(module.name)
+            except Exception as error:  # every failure is reported, not raised
+                failures.append(f"module {module.name}: {type(error).__name__}: {error}")
+        for record in pickle_records(importer.zip_reader) if args.pickles else []:
+            package, _, resource = record.rpartition("/")
+            try:
+                importer.load_pickle(package.replace("/", "."), resource)
+            except Exception as error:
+                failures.append(f"pickle {record}: {type(error).__name__}: {error}")
+    if args.json:
+        emit_json({"package": args.package, "ok": not failures, "problems": failures})
+    else:
+        for failure in failures:
+            print(failure, file=sys.stderr)
+        print(f"{args.package}: {'OK' if not failures else f'{len(failures)} problem(s)'}")
+    return FINDINGS if failures else OK
