@@ -60,7 +60,7 @@ def register(importer: PackageImporter) -> None:
     """
     parent = importer.id()
     with _live_lock:
-        _live[parent] = weakref.ref(importer, lambda _ref: _forget(parent))
+        _live[parent] = weakref.ref(importer, lambda _ref: _collected(parent))
         if not any(isinstance(finder, MangledNameFinder) for finder in sys.meta_path):
             # First, so a materialised ``__path__`` never lets the path finder load a
             # packaged module from disk as a second, unmanaged copy.
@@ -69,6 +69,11 @@ def register(importer: PackageImporter) -> None:
 
 def unregister(importer: PackageImporter) -> None:
     _forget(importer.id())
+
+
+def _collected(parent: str) -> None:
+    if sys.meta_path is not None:  # None while the interpreter shuts down: nothing to do
+        _forget(parent)
 
 
 def _forget(parent: str) -> None:
