@@ -6,16 +6,16 @@ written from scratch. Importing torchpkg does not import torch.
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any
-
+from torchpkg import analyze
 from torchpkg._hooks import RemovableHandle
+from torchpkg.analyze import is_from_package
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
 from torchpkg.errors import (
     ArchiveFormatError,
     CoverageNotMeasuredWarning,
     EmptyMatchError,
     ImportedObjectNotFoundError,
+    MangleError,
     ObjMismatchError,
     ObjNotFoundError,
     PackagedModuleNotFoundError,
@@ -54,10 +54,10 @@ __all__ = [
     "Allowlist",
     "ArchiveFormatError",
     "ArchiveLimits",
+    "CoverageNotMeasuredWarning",
     "Diagnostic",
     "DiagnosticKind",
     "Directory",
-    "CoverageNotMeasuredWarning",
     "EmptyMatchError",
     "EnvironmentMismatch",
     "EnvironmentMismatchError",
@@ -67,6 +67,7 @@ __all__ = [
     "GlobPattern",
     "ImportedObjectNotFoundError",
     "Importer",
+    "MangleError",
     "ObjMismatchError",
     "ObjNotFoundError",
     "OrderedImporter",
@@ -88,6 +89,7 @@ __all__ = [
     "UnsafePickleError",
     "UnsupportedVersionError",
     "Verdict",
+    "analyze",
     "demangle",
     "get_mangle_prefix",
     "is_from_package",
@@ -96,14 +98,3 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
-
-
-def is_from_package(obj: Any) -> bool:
-    """Whether ``obj`` (a module, or an object whose class) was loaded from a package.
-
-    Objects of extern or standard-library classes are not, even when a package
-    returned them.
-    """
-    if isinstance(obj, ModuleType):
-        return is_mangled(obj.__name__)
-    return is_mangled(type(obj).__module__)

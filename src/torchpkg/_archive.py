@@ -13,6 +13,7 @@ Framework records (``.data/version``, ``.data/extern_modules``, ``byteorder``,
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zipfile
 import zlib
@@ -24,6 +25,7 @@ from torchpkg.errors import UnsupportedVersionError
 SUPPORTED_VERSIONS: Final = range(1, 11)
 WRITTEN_VERSION: Final = 6
 ALIGNMENT: Final = 64
+SERIALIZATION_ID: Final = ".data/serialization_id"
 
 # Sizes and offsets from this value on need zip64 fields (0xFFFFFFFF is the "see zip64" marker).
 _ZIP64_LIMIT = 0xFFFFFFFF
@@ -38,6 +40,7 @@ _LOCATOR64 = struct.Struct("<4sLQL")
 _VERSION_RECORDS = (".data/version", "version")
 # What zipfile raises on damaged input besides BadZipFile (bad seeks, bad deflate data, ...).
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error, zlib.error)
+_U64 = (1 << 64) - 1
 _RECOPY = "Re-export the package, or copy it again if it was truncated in transfer."
 
 
@@ -57,6 +60,12 @@ def _parse_version(raw: bytes, archive: str) -> int:
     if not (text.isdigit() and int(text) in SUPPORTED_VERSIONS):
         raise UnsupportedVersionError(text, archive, SUPPORTED_VERSIONS)
     return int(text)
+
+
+def _hash_combine(seed: int, value: int) -> int:
+    """c10's ``hash_combine`` on 64-bit integers: how torch folds record CRCs together."""
+    mixed = (value + 0x9E3779B9 + (seed << 6) + (seed >> 2)) & _U64
+    return (seed ^ mixed) & _U64
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class ArchiveWriter:
         self._written: dict[str, _Written] = {}
         self._offset = 0  # counted here rather than asked with tell(): pipes cannot tell
         self._closed = False
+        self._sealing = False
 
     @property
     def records(self) -> list[str]:
@@ -95,6 +105,10 @@ class ArchiveWriter:
             raise ValueError(f"cannot write record {name!r}: the archive writer is closed")
         if not name or name.endswith("/") or _escapes(name):
             raise ValueError(f"invalid record name {name!r}: use a relative path without '..'")
+        if name == SERIALIZATION_ID and not self._sealing:
+            # As PyTorchStreamWriter: an id copied from elsewhere would not name this
+            # archive; the writer computes its own at the end.
+            return
         if name in self._written:
             raise ValueError(f"record {name!r} was already written; record names must be unique")
         view = memoryview(data)
@@ -115,6 +129,28 @@ class ArchiveWriter:
         self._write(header + path + extra)
         self._write(view)  # straight from the caller's buffer: no copy of large storages
         self._written[name] = _Written(path, crc, size, offset)
+
+    def write_serialization_id(self) -> None:
+        """Write ``.data/serialization_id``, last, as torch's writer ends every archive.
+
+        Forty digits: a hash of the record names, then the CRC-32s of the records
+        combined in the order they were written (the second half is computed as
+        torch computes it; torch's first half depends on the iteration order of
+        its C++ library's hash set, so names are taken sorted here). The same
+        records give the same id, as they give the same bytes.
+        """
+        names = 0
+        for name in sorted(self._written):
+            digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+            names = _hash_combine(names, int.from_bytes(digest, "little"))
+        crcs = 0
+        for record in self._written.values():
+            crcs = _hash_combine(crcs, record.crc)
+        self._sealing = True
+        try:
+            self.write_record(SERIALIZATION_ID, f"{names:020d}{crcs:020d}".encode())
+        finally:
+            self._sealing = False
 
     def close(self) -> None:
         """Write the central directory. ``fileobj`` stays open."""

@@ -37,10 +37,17 @@ def write_module(writer: ArchiveWriter, node: ModuleNode) -> None:
     if node.action is Action.INTERN and node.source is not None:
         writer.write_record(module_path(node.name, node.is_package), node.source.encode("utf-8"))
     elif node.action is Action.MOCK:
-        support = module_path(MOCK_MODULE, False)
-        if not writer.has_record(support):
-            writer.write_record(support, MOCK_SUPPORT_SOURCE.encode())
+        _write_mock_support(writer)
         writer.write_record(module_path(node.name, node.is_package), MOCK_STUB_SOURCE.encode())
+    elif node.mock_support:
+        _write_mock_support(writer)
+
+
+def _write_mock_support(writer: ArchiveWriter) -> None:
+    """Once per archive, however many mocks (and re-exported mocks) need it."""
+    support = module_path(MOCK_MODULE, False)
+    if not writer.has_record(support):
+        writer.write_record(support, MOCK_SUPPORT_SOURCE.encode())
 
 
 def write_framework_records(writer: ArchiveWriter, externs: list[str], interned: list[str]) -> None:

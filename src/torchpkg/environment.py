@@ -16,7 +16,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from torchpkg.errors import ObjMismatchError, ObjNotFoundError
@@ -61,17 +61,33 @@ def _getattribute(obj: Any, qualname: str) -> Any:
 
 
 class Importer(ABC):
-    """Imports modules by name and names objects for pickling."""
+    """Imports modules by name and names objects for pickling.
 
-    modules: dict[str, ModuleType]
+    As in torch.package, a subclass must define ``import_module`` only;
+    ``whichmodule``, ``get_name`` and ``module_source`` have defaults.
+    """
+
+    # The modules this importer has imported, by name. torch.package only declares it,
+    # so a subclass may keep no such table: it reads as empty (and read-only, so
+    # nothing written through one importer shows up in another's).
+    modules: dict[str, ModuleType] = MappingProxyType({})  # type: ignore[assignment]
 
     @abstractmethod
     def import_module(self, module_name: str) -> ModuleType:
         """The module called ``module_name`` (demangled names are accepted)."""
 
-    @abstractmethod
     def module_source(self, module_name: str) -> ModuleSource:
-        """The module's source, found without executing the module."""
+        """The module's source, for the exporter.
+
+        This default imports the module, as torch.package does with any importer,
+        and reads the source its loader (or ``__file__``) points at. Importers
+        that can find source without running modules override it.
+        """
+        try:
+            module = self.import_module(module_name)
+        except Exception:  # as torch.package: a module that fails to import is not there
+            return ModuleSource(module_name, SourceStatus.NOT_FOUND)
+        return source_of_module(module_name, module)
 
     def whichmodule(self, obj: Any, name: str) -> str:
         """The (demangled) name of the module that defines ``obj``."""
@@ -146,6 +162,20 @@ class _SysImporter(Importer):
         return "sys_importer"
 
 
+def source_of_module(name: str, module: ModuleType) -> ModuleSource:
+    """The source of a module that is already imported, by its spec or ``__file__``."""
+    spec = getattr(module, "__spec__", None)
+    if isinstance(spec, importlib.machinery.ModuleSpec):
+        return _source_from_spec(name, spec)
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str):
+        return ModuleSource(name, SourceStatus.NO_FILE, hasattr(module, "__path__"))
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None:
+        return ModuleSource(name, SourceStatus.FILE_MISSING, filename=file)
+    return _source_from_spec(name, spec)
+
+
 def _source_from_spec(name: str, spec: importlib.machinery.ModuleSpec) -> ModuleSource:
     is_package = spec.submodule_search_locations is not None
     loader = spec.loader
@@ -161,11 +191,12 @@ def _source_from_spec(name: str, spec: importlib.machinery.ModuleSpec) -> Module
     get_source = getattr(loader, "get_source", None)
     if get_source is None and origin is not None and origin.endswith(".py"):
         # Loaders such as pytest's assertion rewriter run .py files but cannot give source.
-        get_source = importlib.machinery.SourceFileLoader(name, origin).get_source
+        get_source = importlib.machinery.SourceFileLoader(spec.name, origin).get_source
     if get_source is None or origin in (None, "built-in", "frozen"):
         return ModuleSource(name, SourceStatus.NO_FILE, is_package)
     try:
-        source = _cached_source(origin, lambda: get_source(name))
+        # The loader knows the module by its spec's name (``os.path`` is ``posixpath``).
+        source = _cached_source(origin, lambda: get_source(spec.name))
     except (ImportError, OSError):
         return ModuleSource(name, SourceStatus.FILE_MISSING, is_package, filename=origin)
     if source is None:
@@ -256,16 +287,21 @@ class OrderedImporter(Importer):
 
     def import_module(self, module_name: str) -> ModuleType:
         last_error: ModuleNotFoundError | None = None
-        for importer in self._importers:
-            try:
-                module = importer.import_module(module_name)
-            except ModuleNotFoundError as error:
-                last_error = error
-                continue
-            if _is_package_placeholder(module) and importer is not self._importers[-1]:
-                continue
-            return module
-        raise last_error or ModuleNotFoundError(f"No module named {module_name!r}")
+        try:
+            for importer in self._importers:
+                try:
+                    module = importer.import_module(module_name)
+                except ModuleNotFoundError as error:
+                    last_error = error
+                    continue
+                if _is_package_placeholder(module) and importer is not self._importers[-1]:
+                    continue
+                return module
+            raise last_error or ModuleNotFoundError(f"No module named {module_name!r}")
+        finally:
+            # The error's traceback holds this frame, and so the caller's: kept in a
+            # local, the cycle would keep a pickler's buffer exported until a GC pass.
+            last_error = None
 
     def module_source(self, module_name: str) -> ModuleSource:
         found = ModuleSource(module_name, SourceStatus.NOT_FOUND)

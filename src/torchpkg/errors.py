@@ -9,12 +9,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torchpkg._graph import DependencyGraph
 
 __all__ = [
     "ArchiveFormatError",
     "CoverageNotMeasuredWarning",
     "EmptyMatchError",
     "ImportedObjectNotFoundError",
+    "MangleError",
     "ObjMismatchError",
     "ObjNotFoundError",
     "PackagedModuleNotFoundError",
@@ -121,11 +126,21 @@ DISALLOWED_STDLIB = frozenset({"sys", "io"})
 
 
 class PackagingError(TorchpkgError):
-    """Every problem an export found, raised once, grouped by reason."""
+    """Every problem an export found, raised once, grouped by reason.
 
-    def __init__(self, problems: Iterable[Problem], debug: bool = False) -> None:
+    ``dependency_graph`` is the exporter's graph, as torch.package attaches it
+    for tools (``torchpkg.analyze.find_first_use_of_broken_modules``).
+    """
+
+    def __init__(
+        self,
+        problems: Iterable[Problem],
+        debug: bool = False,
+        dependency_graph: DependencyGraph | None = None,
+    ) -> None:
         self.problems: tuple[Problem, ...] = tuple(problems)
         self.debug = debug
+        self.dependency_graph = dependency_graph
         super().__init__(self._render())
 
     def by_reason(self) -> dict[PackagingErrorReason, list[Problem]]:
@@ -199,6 +214,14 @@ class PackagedModuleNotFoundError(TorchpkgError, ModuleNotFoundError):
 
 class ImportedObjectNotFoundError(TorchpkgError, AttributeError):
     """A pickle names an attribute that its packaged module does not define."""
+
+
+class MangleError(TorchpkgError, AssertionError, ValueError):
+    """A name that cannot be mangled (an empty one).
+
+    torch.package asserts here, so code that catches ``AssertionError`` keeps
+    working; it is a ``ValueError`` too, which is what it is.
+    """
 
 
 class ObjNotFoundError(TorchpkgError, ValueError):

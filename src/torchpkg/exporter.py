@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from torchpkg import _exported, _tensors, _torchscript
 from torchpkg._archive import ArchiveWriter
+from torchpkg._graph import DependencyGraph
 from torchpkg._hooks import ActionHook, RemovableHandle
 from torchpkg._paths import module_path, record_path, write_framework_records, write_module
 from torchpkg._pickle_scan import scan_globals_fast
@@ -149,13 +150,15 @@ class PackageExporter:
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
             self._problems.append(pickling_problem(node, obj, exc))
             return
-        data = buffer.getbuffer()
-        if dependencies:
-            found = scan_globals_fast(data)
-            if pickle_protocol < 3:
-                found = [python3_name(module, name) for module, name in found]
-            self._resolver.record_pickle_globals(node, found)
-        self._writer.write_record(path, data)
+        # Released on the way out: a frame kept by some caught error's traceback must
+        # not keep the buffer exported (its BytesIO then cannot be freed).
+        with buffer.getbuffer() as data:
+            if dependencies:
+                found = scan_globals_fast(data)
+                if pickle_protocol < 3:
+                    found = [python3_name(module, name) for module, name in found]
+                self._resolver.record_pickle_globals(node, found)
+            self._writer.write_record(path, data)
 
     def save_text(self, package: str, resource: str, text: str) -> None:
         """Save ``text`` (utf-8) to ``package/resource``."""
@@ -271,6 +274,11 @@ class PackageExporter:
         """The modules (and pickles) that depend on ``module_name`` directly."""
         return self._resolver.graph.dependents(module_name)
 
+    @property
+    def dependency_graph(self) -> DependencyGraph:
+        """Every module and pickle seen so far and what each needs, as in torch.package."""
+        return self._resolver.graph
+
     def dependency_graph_string(self) -> str:
         """The dependency graph in DOT."""
         return self._resolver.graph.to_dot()
@@ -346,6 +354,7 @@ class PackageExporter:
                 self._script.copy_into(self._writer)
             write_framework_records(self._writer, self.externed_modules(), self.interned_modules())
             self._writer.write_record(SOURCES_RECORD, self._source_map().to_json())
+            self._writer.write_serialization_id()
             self._writer.close()
             self._target.commit()
         except BaseException:
@@ -381,9 +390,11 @@ class PackageExporter:
             for rule in self._policy.unmatched_required()
         ]
         if problems:
-            raise PackagingError([*problems, *empty], debug=self.debug)
+            raise PackagingError(
+                [*problems, *empty], debug=self.debug, dependency_graph=self._resolver.graph
+            )
         if empty:
-            raise EmptyMatchError(empty, debug=self.debug)
+            raise EmptyMatchError(empty, debug=self.debug, dependency_graph=self._resolver.graph)
         if self.debug:
             for name in self.missing_modules():
                 logger.warning(
@@ -404,8 +415,9 @@ class PackageExporter:
 
     def _write_modules(self) -> None:
         for node in list(self._resolver.graph.nodes.values()):
-            if node.is_pickle or node.action is None or not node.found:
+            if node.is_pickle or not node.found:
                 continue
-            for hook in list(self._hooks[node.action].values()):
-                hook(self, node.name)
+            if node.action is not None:
+                for hook in list(self._hooks[node.action].values()):
+                    hook(self, node.name)
             write_module(self._writer, node)

@@ -12,6 +12,8 @@ import itertools
 import re
 import threading
 
+from torchpkg.errors import MangleError
+
 __all__ = [
     "PackageMangler",
     "demangle",
@@ -37,12 +39,15 @@ def is_mangled(name: str) -> bool:
 
 
 def demangle(name: str) -> str:
-    """``<torch_package_0>.foo.bar`` -> ``foo.bar``; other names are returned as given."""
-    match = _MANGLED.match(name)
-    if match is None:
+    """``<torch_package_0>.foo.bar`` -> ``foo.bar``; other names are returned as given.
+
+    As in torch.package, everything up to the first dot is the mangle parent, so
+    a bare parent (or ``<torch_package_0>foo``) demangles to ``""``.
+    """
+    if not is_mangled(name):
         return name
-    rest = name[match.end() :]
-    return rest[1:] if rest.startswith(".") else rest
+    _, dot, rest = name.partition(".")
+    return rest if dot else ""
 
 
 def mentions_mangled(text: str) -> bool:
@@ -56,9 +61,11 @@ def demangle_text(text: str) -> str:
 
 
 def get_mangle_prefix(name: str) -> str:
-    """The mangle parent of ``name`` (``<torch_package_0>``), or ``name`` if it has none."""
-    match = _MANGLED.match(name)
-    return match.group(0) if match is not None else name
+    """The mangle parent of ``name`` (``<torch_package_0>``), or ``name`` if it has none.
+
+    The parent is everything up to the first dot, as ``demangle`` reads it.
+    """
+    return name.partition(".")[0] if is_mangled(name) else name
 
 
 class PackageMangler:
@@ -72,8 +79,10 @@ class PackageMangler:
         return self._parent
 
     def mangle(self, name: str) -> str:
+        if not isinstance(name, str):
+            raise TypeError(f"module names are str, not {type(name).__name__}")
         if not name:
-            raise ValueError("cannot mangle an empty name")
+            raise MangleError("cannot mangle an empty module name")
         return f"{self._parent}.{name}"
 
     def demangle(self, name: str) -> str:

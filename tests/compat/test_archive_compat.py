@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from torch.package import PackageExporter, PackageImporter  # noqa: E402
 
+import torchpkg  # noqa: E402
 from _archives import write_records  # noqa: E402
 from torchpkg._archive import ALIGNMENT  # noqa: E402
 from torchpkg._archive_reader import ZipArchiveReader  # noqa: E402
@@ -93,3 +97,75 @@ def test_package_rewritten_record_by_record_loads_in_package_importer(
     importer = PackageImporter(str(path))
     assert importer.load_text("pkg", "notes.txt") == "hello"
     assert torch.equal(importer.load_pickle("pkg", "tensor.pkl"), TENSOR)
+
+
+# --- .data/serialization_id ----------------------------------------------------------------
+
+EXPORTERS = [
+    pytest.param(PackageExporter, id="torch.package"),
+    pytest.param(torchpkg.PackageExporter, id="torchpkg"),
+]
+_U64 = (1 << 64) - 1
+
+
+def _export(exporter_cls: type[Any], path: Path, text: str = "hello") -> Path:
+    with exporter_cls(str(path)) as exporter:
+        exporter.save_text("pkg", "notes.txt", text)
+        exporter.save_pickle("pkg", "tensor.pkl", TENSOR)
+    return path
+
+
+def _serialization_id(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith("/.data/serialization_id")]
+        return zf.read(name)
+
+
+@pytest.mark.parametrize("exporter_cls", EXPORTERS)
+def test_every_export_ends_with_a_forty_digit_serialization_id(
+    exporter_cls: type[Any], tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(_export(exporter_cls, tmp_path / "p.pt")) as zf:
+        names = zf.namelist()
+    assert names[-1] == "p/.data/serialization_id"
+    assert re.fullmatch(rb"\d{40}", _serialization_id(tmp_path / "p.pt"))
+
+
+@pytest.mark.parametrize("exporter_cls", EXPORTERS)
+def test_the_id_ends_with_the_crcs_of_the_records_before_it_combined_as_torch_does(
+    exporter_cls: type[Any], tmp_path: Path
+) -> None:
+    path = _export(exporter_cls, tmp_path / "p.pt")
+    combined = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist()[:-1]:
+            mixed = (info.CRC + 0x9E3779B9 + (combined << 6) + (combined >> 2)) & _U64
+            combined ^= mixed
+    assert _serialization_id(path)[20:] == f"{combined:020d}".encode()
+
+
+@pytest.mark.parametrize("exporter_cls", EXPORTERS)
+def test_the_same_export_gives_the_same_id_and_other_contents_another(
+    exporter_cls: type[Any], tmp_path: Path
+) -> None:
+    first = _serialization_id(_export(exporter_cls, tmp_path / "a.pt"))
+    assert _serialization_id(_export(exporter_cls, tmp_path / "b.pt")) == first
+    assert _serialization_id(_export(exporter_cls, tmp_path / "c.pt", "other")) != first
+
+
+def test_torch_reader_reads_our_serialization_id(tmp_path: Path) -> None:
+    path = _export(torchpkg.PackageExporter, tmp_path / "p.pt")
+    reader = torch._C.PyTorchFileReader(str(path))
+    assert reader.serialization_id().encode() == _serialization_id(path)
+
+
+@pytest.mark.parametrize("exporter_cls", EXPORTERS)
+def test_file_structure_lists_the_serialization_id_as_torch_package_does(
+    exporter_cls: type[Any], tmp_path: Path
+) -> None:
+    path = _export(exporter_cls, tmp_path / "p.pt")
+    theirs = PackageImporter(str(path)).file_structure()
+    with torchpkg.PackageImporter(path) as importer:
+        ours = importer.file_structure()
+    assert str(ours) == str(theirs)
+    assert ours.has_file(".data/serialization_id")

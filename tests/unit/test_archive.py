@@ -109,6 +109,47 @@ def test_writer_tracks_records_and_has_record() -> None:
     assert not writer.has_record("c.txt")
 
 
+def _sealed(records: Mapping[str, bytes]) -> dict[str, bytes]:
+    """The records of an archive whose writer wrote its serialization id, in order."""
+    out = io.BytesIO()
+    writer = ArchiveWriter(out)
+    for name, data in records.items():
+        writer.write_record(name, data)
+    writer.write_serialization_id()
+    writer.close()
+    with zipfile.ZipFile(out) as zf:
+        return {name.split("/", 1)[1]: zf.read(name) for name in zf.namelist()}
+
+
+def test_serialization_id_is_the_last_record_and_forty_digits() -> None:
+    written = _sealed({"a.txt": b"a", ".data/version": b"6\n"})
+    assert list(written)[-1] == _archive.SERIALIZATION_ID
+    assert len(written[_archive.SERIALIZATION_ID]) == 40
+    assert written[_archive.SERIALIZATION_ID].isdigit()
+
+
+def test_serialization_id_is_the_same_for_the_same_records() -> None:
+    first = _sealed({"a.txt": b"a", "b.txt": b"b"})[_archive.SERIALIZATION_ID]
+    assert _sealed({"a.txt": b"a", "b.txt": b"b"})[_archive.SERIALIZATION_ID] == first
+
+
+@pytest.mark.parametrize(
+    "other", [{"a.txt": b"A", "b.txt": b"b"}, {"a.txt": b"a", "c.txt": b"b"}, {"a.txt": b"a"}]
+)
+def test_serialization_id_changes_with_any_record_name_or_content(
+    other: dict[str, bytes],
+) -> None:
+    first = _sealed({"a.txt": b"a", "b.txt": b"b"})[_archive.SERIALIZATION_ID]
+    assert _sealed(other)[_archive.SERIALIZATION_ID] != first
+
+
+def test_a_serialization_id_written_by_a_caller_is_replaced_by_the_writers_own() -> None:
+    """As torch's writer: an id copied from another archive would not name this one."""
+    written = _sealed({"a.txt": b"a", _archive.SERIALIZATION_ID: b"0" * 40})
+    assert list(written) == ["a.txt", _archive.SERIALIZATION_ID]
+    assert written[_archive.SERIALIZATION_ID] == _sealed({"a.txt": b"a"})[_archive.SERIALIZATION_ID]
+
+
 def test_close_is_idempotent_and_leaves_the_file_object_open() -> None:
     out = io.BytesIO()
     writer = ArchiveWriter(out)

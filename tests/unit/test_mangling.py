@@ -70,11 +70,21 @@ def test_demangle_strips_only_the_leading_mangle_parent() -> None:
     assert demangle("<torch_package_1>.<torch_package_2>.foo") == "<torch_package_2>.foo"
 
 
+def test_demangle_takes_everything_before_the_first_dot_as_the_parent() -> None:
+    """As torch.package reads names that no importer makes."""
+    assert demangle("<torch_package_0>foo.bar") == "bar"
+    assert demangle("<torch_package_0>foo") == ""
+
+
 # --- get_mangle_prefix ----------------------------------------------------------------
 
 
 def test_get_mangle_prefix_returns_the_mangle_parent() -> None:
     assert get_mangle_prefix("<torch_package_42>.foo.bar") == "<torch_package_42>"
+
+
+def test_get_mangle_prefix_is_everything_before_the_first_dot_of_a_mangled_name() -> None:
+    assert get_mangle_prefix("<torch_package_0>foo.bar") == "<torch_package_0>foo"
 
 
 def test_get_mangle_prefix_of_an_unmangled_name_is_the_name() -> None:
@@ -135,3 +145,15 @@ def test_mangler_demangle_leaves_unmangled_names_alone() -> None:
 def test_mangler_refuses_to_mangle_an_empty_name() -> None:
     with pytest.raises(ValueError, match="empty"):
         PackageMangler().mangle("")
+
+
+def test_an_empty_name_is_an_assertion_error_too_as_torch_package_raises() -> None:
+    with pytest.raises(AssertionError):
+        PackageMangler().mangle("")
+    assert issubclass(torchpkg.MangleError, torchpkg.TorchpkgError)
+
+
+@pytest.mark.parametrize("value", [None, 3, b"foo", ["foo"]])
+def test_mangler_refuses_what_is_not_a_str_with_type_error(value: object) -> None:
+    with pytest.raises(TypeError, match="str"):
+        PackageMangler().mangle(value)  # type: ignore[arg-type]
