@@ -128,7 +128,7 @@ def test_an_unknown_marker_argument_fails_the_test_naming_the_accepted_ones(
     result.stdout.fnmatch_lines(
         [
             "*@pytest.mark.torchpkg takes only the keyword arguments extern, mock, intern, "
-            "rtol, atol; got externs"
+            "rtol, atol, strict_paths; got externs"
         ]
     )
 
