@@ -48,7 +48,9 @@ __all__ = [
 ]
 
 _live: dict[str, weakref.ref[PackageImporter]] = {}
-_live_lock = threading.Lock()
+# Reentrant: a dropped importer's weakref callback (``_collected``) can run inside
+# ``register`` on the same thread, whenever an allocation there starts a GC pass.
+_live_lock = threading.RLock()
 
 
 def register(importer: PackageImporter) -> None:

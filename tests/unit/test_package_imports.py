@@ -365,3 +365,12 @@ def test_the_import_system_is_left_as_it_was_once_every_importer_is_closed(
     if not _package_imports._live:  # no importer of another test still open
         finders = [f for f in sys.meta_path if isinstance(f, _package_imports.MangledNameFinder)]
         assert finders == []
+
+
+def test_an_importer_collected_while_another_registers_does_not_deadlock() -> None:
+    """The collected importer's callback takes the registry lock that ``register``
+    already holds (a GC pass can start at any allocation there)."""
+    with _package_imports._live_lock:
+        acquired = _package_imports._live_lock.acquire(timeout=1)
+        assert acquired
+        _package_imports._live_lock.release()
