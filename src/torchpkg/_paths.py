@@ -10,7 +10,7 @@ from torchpkg._archive import WRITTEN_VERSION, ArchiveWriter
 from torchpkg._graph import ModuleNode
 from torchpkg._mock import MOCK_MODULE, MOCK_STUB_SOURCE, MOCK_SUPPORT_SOURCE
 from torchpkg.policy import Action
-from torchpkg.records import ENVIRONMENT_RECORD, EnvironmentRecord
+from torchpkg.records import ENVIRONMENT_RECORD, SOURCES_RECORD, EnvironmentRecord, SourceMap
 
 __all__ = ["module_path", "record_path", "write_framework_records", "write_module"]
 
@@ -50,12 +50,16 @@ def _write_mock_support(writer: ArchiveWriter) -> None:
         writer.write_record(support, MOCK_SUPPORT_SOURCE.encode())
 
 
-def write_framework_records(writer: ArchiveWriter, externs: list[str], interned: list[str]) -> None:
-    """The records under ``.data/`` (and ``byteorder``) that readers look for."""
+def write_framework_records(
+    writer: ArchiveWriter, externs: list[str], interned: list[str], sources: SourceMap
+) -> EnvironmentRecord:
+    """The records under ``.data/`` (and ``byteorder``) that readers look for; returns the
+    environment record written."""
     writer.write_record(".data/extern_modules", "".join(f"{name}\n" for name in externs).encode())
     writer.write_record(".data/python_version", platform.python_version().encode())
     writer.write_record(".data/version", f"{WRITTEN_VERSION}\n".encode())
     writer.write_record("byteorder", sys.byteorder.encode())
-    writer.write_record(
-        ENVIRONMENT_RECORD, EnvironmentRecord.of_environment(externs, interned).to_json()
-    )
+    record = EnvironmentRecord.of_environment(externs, interned)
+    writer.write_record(ENVIRONMENT_RECORD, record.to_json())
+    writer.write_record(SOURCES_RECORD, sources.to_json())
+    return record

@@ -22,7 +22,7 @@ from torchpkg import _exported, _tensors, _torchscript
 from torchpkg._archive import ArchiveWriter
 from torchpkg._graph import DependencyGraph
 from torchpkg._hooks import ActionHook, RemovableHandle
-from torchpkg._paths import module_path, record_path, write_framework_records, write_module
+from torchpkg._paths import record_path, write_framework_records, write_module
 from torchpkg._pickle_scan import scan_globals_fast
 from torchpkg._staging import StagedTarget
 from torchpkg.environment import Importer, OrderedImporter, sys_importer
@@ -43,7 +43,7 @@ from torchpkg.pickling import (
     torch_if_loaded,
 )
 from torchpkg.policy import Action, Policy
-from torchpkg.records import SOURCES_RECORD, SourceMap
+from torchpkg.records import EnvironmentRecord
 from torchpkg.resolver import Resolver
 
 __all__ = ["PackageExporter"]
@@ -93,6 +93,7 @@ class PackageExporter:
         self._script: _torchscript.ScriptArchive | None = None  # made when a ScriptModule is saved
         self._hooks: dict[Action, dict[int, ActionHook]] = {action: {} for action in Action}
         self._closed = False
+        self._environment: EnvironmentRecord | None = None
 
     # --- policy -------------------------------------------------------------------
 
@@ -279,6 +280,10 @@ class PackageExporter:
         """Every module and pickle seen so far and what each needs, as in torch.package."""
         return self._resolver.graph
 
+    def environment(self) -> EnvironmentRecord | None:
+        """The environment record the package holds (None until ``close()`` wrote it)."""
+        return self._environment
+
     def dependency_graph_string(self) -> str:
         """The dependency graph in DOT."""
         return self._resolver.graph.to_dot()
@@ -352,8 +357,12 @@ class PackageExporter:
             self._write_modules()
             if self._script is not None:
                 self._script.copy_into(self._writer)
-            write_framework_records(self._writer, self.externed_modules(), self.interned_modules())
-            self._writer.write_record(SOURCES_RECORD, self._source_map().to_json())
+            self._environment = write_framework_records(
+                self._writer,
+                self.externed_modules(),
+                self.interned_modules(),
+                self._resolver.source_map(),
+            )
             self._writer.write_serialization_id()
             self._writer.close()
             self._target.commit()
@@ -403,15 +412,6 @@ class PackageExporter:
                     name,
                     ", ".join(self.get_rdeps(name)),
                 )
-
-    def _source_map(self) -> SourceMap:
-        files = {}
-        for node in self._resolver.graph.nodes.values():
-            origin = self._resolver.origin(node.name)
-            if node.action is Action.INTERN and node.source is not None and origin is not None:
-                digest = SourceMap.digest(node.source.encode("utf-8"))
-                files[module_path(node.name, node.is_package)] = (origin, digest)
-        return SourceMap(files)
 
     def _write_modules(self) -> None:
         for node in list(self._resolver.graph.nodes.values()):

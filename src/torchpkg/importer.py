@@ -23,7 +23,6 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
 
@@ -36,14 +35,13 @@ from torchpkg._importlib import (
     resolve_name,
     torch_registry,
 )
-from torchpkg._materialize import code_records, materialize
 from torchpkg._module_tree import ModuleNode
+from torchpkg._package_files import PackageFiles
 from torchpkg._package_imports import PackagedDistribution
 from torchpkg._paths import record_path
 from torchpkg.environment import Importer, ModuleSource, SourceStatus
 from torchpkg.errors import (
     ArchiveFormatError,
-    CoverageNotMeasuredWarning,
     PackagedModuleNotFoundError,
 )
 from torchpkg.file_tree import Directory, directory_from_records
@@ -52,11 +50,9 @@ from torchpkg.mangling import PackageMangler, is_mangled
 from torchpkg.pickling import PackageUnpickler
 from torchpkg.records import (
     ENVIRONMENT_RECORD,
-    SOURCES_RECORD,
     EnvironmentMismatchError,
     EnvironmentMismatchWarning,
     EnvironmentRecord,
-    SourceMap,
 )
 from torchpkg.resolver import IMPORTER_MODULE
 from torchpkg.security import DEFAULT_LIMITS, Allowlist, ArchiveLimits, PickleGuard
@@ -128,13 +124,11 @@ class PackageImporter(Importer):
         except BaseException:
             self.zip_reader.close()
             raise
-        self._materialize = materialize
-        self._files: Path | None = None  # the materialised tree, once written
         self._distributions: dict[str, PackagedDistribution] | None = None
-        self._sources: SourceMap | None = None  # read when the first module is made
-        self.measured_files: dict[str, str] = {}  # local file -> record, labelled for coverage
-        self._unmeasured_said = False
         self._mangler = PackageMangler()
+        self._files = PackageFiles(self.zip_reader, self._mangler, self.filename, materialize)
+        # local file -> record: code labelled with the file it came from, for coverage.py
+        self.measured_files = self._files.measured
         self._loader = PackageLoader(self)
         self._lock = threading.RLock()
         self._depth = 0
@@ -280,11 +274,7 @@ class PackageImporter(Importer):
 
     def module_file(self, node: ModuleNode) -> str | None:
         """The ``__file__`` of a packaged module: mangled, or in the materialised tree."""
-        if node.source_file is None:
-            return None
-        if self._materialize:
-            return str(self._materialized() / node.source_file)
-        return self._mangler.mangle(node.source_file)
+        return None if node.source_file is None else self._files.module_file(node.source_file)
 
     def interned_distributions(self) -> dict[str, PackagedDistribution]:
         """The distributions the package interns, by normalised name, as its code sees them."""
@@ -295,11 +285,6 @@ class PackageImporter(Importer):
                 for name, dist in (record.interned.items() if record is not None else ())
             }
         return self._distributions
-
-    def _materialized(self) -> Path:
-        if self._files is None:
-            self._files = materialize(self.zip_reader, code_records(self.zip_reader.records()))
-        return self._files
 
     def close(self) -> None:
         """Forget this importer's modules (sys.modules, linecache, torch's registry)."""
@@ -350,7 +335,7 @@ class PackageImporter(Importer):
         """Undo every module the outermost import call added, if it fails."""
         with self._lock:
             before = set(self.modules) if self._depth == 0 else None
-            real = dict(sys.modules) if self._depth == 0 and self._materialize else None
+            real = dict(sys.modules) if self._depth == 0 and self._files.materialized else None
             self._depth += 1
             try:
                 yield
@@ -362,28 +347,7 @@ class PackageImporter(Importer):
             finally:
                 self._depth -= 1
                 if real is not None:
-                    self._restore_real_names(real)
-
-    def _restore_real_names(self, before: dict[str, ModuleType]) -> None:
-        """Undo real names bound to copies run from the materialised files.
-
-        Code that loads the files next to it by path (``spec_from_file_location``,
-        transformers' ``direct_transformers_import``) runs a second copy of them
-        under a real name, e.g. ``sys.modules["transformers"]``; later imports in
-        this process must still get the installed module, not that copy.
-        """
-        if self._files is None:
-            return
-        root = str(self._files) + os.sep
-        for name, module in list(sys.modules.items()):
-            if before.get(name) is module or is_mangled(name):
-                continue
-            file = vars(module).get("__file__") if isinstance(module, ModuleType) else None
-            if isinstance(file, str) and file.startswith(root):
-                if name in before:
-                    sys.modules[name] = before[name]
-                else:
-                    del sys.modules[name]
+                    self._files.restore_real_names(real)
 
     def __import__(
         self,
@@ -487,7 +451,7 @@ class PackageImporter(Importer):
         module.__name__ = mangled
         namespace = module.__dict__
         file = self.module_file(node)
-        if self._materialize and node.is_package and file is not None:
+        if self._files.materialized and node.is_package and file is not None:
             module.__path__ = [os.path.dirname(file)]
         namespace.update(
             __file__=file,
@@ -503,12 +467,12 @@ class PackageImporter(Importer):
         if node.source_file is not None and file is not None:
             raw = self.zip_reader.read(node.source_file)
             source = raw.decode("utf-8")
-            code_file = self._measured_file(node.source_file, raw) or file
-            if code_file == file and not self._materialize:
+            code_file = self._files.measured_file(node.source_file, raw) or file
+            if code_file == file and not self._files.materialized:
                 # Tracebacks and inspect read the source from here.
                 lines = source.splitlines(keepends=True)
                 linecache.cache[file] = (len(source), None, lines, file)
-            origin = self._source_map().files.get(node.source_file, (None,))[0]
+            origin = self._files.origin(node.source_file)
             exec(compiled(source, node.source_file, code_file, origin), namespace)
         replaced = sys.modules.get(mangled)
         if replaced is not None and replaced is not module:
@@ -517,37 +481,6 @@ class PackageImporter(Importer):
             self._torch_pending.append((mangled, module))
             self._flush_torch_registry()
         return module
-
-    def _source_map(self) -> SourceMap:
-        if self._sources is None:
-            has = self.zip_reader.has_record(SOURCES_RECORD)
-            data = self.zip_reader.read(SOURCES_RECORD) if has else None
-            self._sources = SourceMap.from_json(data) if data is not None else SourceMap()
-        return self._sources
-
-    def _measured_file(self, record: str, source: bytes) -> str | None:
-        """While coverage.py measures, the local file a module came from, if unchanged.
-
-        Coverage ignores code whose filename starts with ``<`` (every mangled name), so
-        packaged code that came from an unchanged local file is labelled with that file
-        and its lines count there; other packaged code stays unmeasured, said once.
-        """
-        coverage = sys.modules.get("coverage")
-        if coverage is None or coverage.Coverage.current() is None:
-            return None
-        local = self._source_map().unchanged_file(record, source)
-        if local is not None:
-            self.measured_files[local] = record
-        elif not self._unmeasured_said:
-            self._unmeasured_said = True
-            warnings.warn(
-                f"coverage.py is measuring, but packaged code of {self.filename} whose source "
-                f"is not an unchanged local file (first: {record}) is not measured; lines "
-                "count only for modules exported from files that are still as they were.",
-                CoverageNotMeasuredWarning,
-                stacklevel=2,
-            )
-        return local
 
     def _forget(self, name: str) -> None:
         module = self.modules.pop(name, None)

@@ -14,11 +14,13 @@ from types import ModuleType
 
 from torchpkg._graph import DependencyGraph, ModuleNode
 from torchpkg._mock import MOCK_MODULE
+from torchpkg._paths import module_path
 from torchpkg._source_scan import ImportRef, scan_imports
 from torchpkg.environment import Importer, ModuleSource, SourceStatus, mangled_name_hint
 from torchpkg.errors import PackagingErrorReason, Problem
 from torchpkg.mangling import demangle, is_mangled
 from torchpkg.policy import Action, Policy, is_implicitly_extern
+from torchpkg.records import SourceMap
 
 __all__ = ["Resolver"]
 
@@ -118,13 +120,22 @@ class Resolver:
                     f"{resource_node} pickles {module}.{name}",
                 )
 
-    def origin(self, name: str) -> str | None:
-        """The local file an interned module's source was read from, if it was one."""
-        found = self._sources.get(name)
-        node = self.graph.nodes.get(name)
-        if found is None or node is None or found.source != node.source or not found.filename:
-            return None
-        return found.filename if os.path.isabs(found.filename) else None
+    def source_map(self) -> SourceMap:
+        """Each interned module's record -> the local file its source was read from."""
+        files = {}
+        for node in self.graph.nodes.values():
+            found = self._sources.get(node.name)
+            if (
+                node.action is Action.INTERN
+                and node.source is not None
+                and found is not None
+                and found.source == node.source
+                and found.filename
+                and os.path.isabs(found.filename)
+            ):
+                digest = SourceMap.digest(node.source.encode("utf-8"))
+                files[module_path(node.name, node.is_package)] = (found.filename, digest)
+        return SourceMap(files)
 
     def problems(self) -> list[Problem]:
         return [node.problem for node in self.graph.nodes.values() if node.problem is not None]

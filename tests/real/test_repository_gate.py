@@ -52,7 +52,7 @@ def test_every_model_of_the_repository_passes_with_no_configuration(
     acme: pytest.Pytester, run_acme: Callable[..., pytest.RunResult]
 ) -> None:
     result = run_acme(ROUNDTRIP_OPTION, f"{REPORT_OPTION}=report.json")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
     report = json.loads(acme.path.joinpath("report.json").read_text())
     models = {model["model"]: model for test in report["tests"] for model in test["models"]}
     assert set(models) == MODELS
@@ -65,7 +65,7 @@ def test_the_registry_side_effect_of_the_clones_import_is_reported(acme: pytest.
     result = acme.runpytest_subprocess(
         ROUNDTRIP_OPTION, f"{REPORT_OPTION}=report.json", "-k", "tiny_lm"
     )
-    result.assert_outcomes(passed=1, deselected=4)
+    result.assert_outcomes(passed=1, deselected=5)
     [test] = json.loads(acme.path.joinpath("report.json").read_text())["tests"]
     kinds = [diagnostic["kind"] for diagnostic in test["models"][0]["diagnostics"]]
     assert kinds == ["import-side-effect"]
@@ -74,5 +74,7 @@ def test_the_registry_side_effect_of_the_clones_import_is_reported(acme: pytest.
 def test_in_process_clones_would_change_the_later_test(acme: pytest.Pytester) -> None:
     """Why clones run in a worker: loaded here, the package re-registers its classes."""
     result = acme.runpytest_subprocess(ROUNDTRIP_OPTION, "-o", "torchpkg_isolation=in-process")
-    result.assert_outcomes(passed=4, failed=1)
-    result.stdout.fnmatch_lines(["FAILED tests/test_zz_after.py::*"])
+    result.assert_outcomes(passed=5, failed=1)
+    result.stdout.fnmatch_lines(
+        ["FAILED tests/test_zz_after.py::test_the_auto_registry_holds_the_repositorys_classes*"]
+    )

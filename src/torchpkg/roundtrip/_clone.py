@@ -112,7 +112,8 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
     clone_modules = {
         name: module
         for name, module in importer.modules.items()
-        if isinstance(module, ModuleType) and getattr(module, "__torch_package__", False)
+        # vars(): a lazy module's __getattr__ would import on the miss
+        if isinstance(module, ModuleType) and vars(module).get("__torch_package__", False)
     }
     outcome = CloneOutcome(
         Stage.RAN,

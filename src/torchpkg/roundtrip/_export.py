@@ -12,7 +12,6 @@ from typing import Any, BinaryIO
 from torchpkg.exporter import PackageExporter
 from torchpkg.glob import GlobPattern
 from torchpkg.provenance import ProvenancePolicy
-from torchpkg.records import EnvironmentRecord
 
 __all__ = [
     "PACKAGE",
@@ -102,7 +101,8 @@ def export(model: Any, target: BinaryIO | Path, rules: Rules) -> Exported:
     lists = (tuple(exporter.interned_modules()), externed, tuple(exporter.mocked_modules()))
     if error is not None:
         return Exported(None, error, *lists, 0)
-    record = EnvironmentRecord.of_environment(externed, lists[0])
+    record = exporter.environment()
+    assert record is not None  # close() succeeded
     distributions = {name: version or "?" for name, version in record.distributions.items()}
     libraries = tuple(record.interned)
     if isinstance(target, Path):
