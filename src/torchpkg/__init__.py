@@ -47,7 +47,14 @@ from torchpkg.roundtrip import (
     RoundtripResult,
     Verdict,
 )
-from torchpkg.security import Allowlist, ArchiveLimits, UnsafeArchiveError, UnsafePickleError
+from torchpkg.security import (
+    Allowlist,
+    ArchiveLimits,
+    IntegrityError,
+    UnsafeArchiveError,
+    UnsafePickleError,
+    UnverifiedArchiveError,
+)
 
 __all__ = [
     "Action",
@@ -67,6 +74,7 @@ __all__ = [
     "GlobPattern",
     "ImportedObjectNotFoundError",
     "Importer",
+    "IntegrityError",
     "MangleError",
     "ObjMismatchError",
     "ObjNotFoundError",
@@ -88,6 +96,7 @@ __all__ = [
     "UnsafeArchiveError",
     "UnsafePickleError",
     "UnsupportedVersionError",
+    "UnverifiedArchiveError",
     "Verdict",
     "analyze",
     "demangle",

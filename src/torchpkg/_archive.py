@@ -9,18 +9,22 @@ reader hand out tensors that are views of an ``mmap`` of the file.
 
 Framework records (``.data/version``, ``.data/extern_modules``, ``byteorder``,
 ``.data/<key>.storage``, ...) are ordinary records: the exporter writes them.
+The writer computes two records itself, last: torchpkg's manifest (the SHA-256
+of every record before it) and torch's ``.data/serialization_id``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 from torchpkg.errors import UnsupportedVersionError
+from torchpkg.records import MANIFEST_RECORD, Manifest
 
 SUPPORTED_VERSIONS: Final = range(1, 11)
 WRITTEN_VERSION: Final = 6
@@ -42,6 +46,10 @@ _VERSION_RECORDS = (".data/version", "version")
 _ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error, zlib.error)
 _U64 = (1 << 64) - 1
 _RECOPY = "Re-export the package, or copy it again if it was truncated in transfer."
+# Records the writer derives from the others; a caller's copy (from another archive) is dropped.
+_DERIVED = (SERIALIZATION_ID, MANIFEST_RECORD)
+# From this size on a record is hashed on a second thread while it is CRC'd and written.
+_HASH_ASIDE = 1 << 20
 
 
 def _escapes(name: str) -> bool:
@@ -68,12 +76,40 @@ def _hash_combine(seed: int, value: int) -> int:
     return (seed ^ mixed) & _U64
 
 
+class _Sha256:
+    """The SHA-256 of a buffer; a large one is hashed on its own thread.
+
+    hashlib, zlib.crc32 and file writes all release the GIL on large buffers, so
+    hashing a storage overlaps computing its CRC and writing it instead of adding
+    a third pass over its bytes.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        self._hash = hashlib.sha256()
+        self._thread: threading.Thread | None = None
+        if view.nbytes < _HASH_ASIDE:
+            self._hash.update(view)
+        else:
+            self._thread = threading.Thread(target=self._hash.update, args=(view,), daemon=True)
+            self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the hash: the buffer may be freed once the caller has it back."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.join()
+        return self._hash.hexdigest()
+
+
 @dataclass(frozen=True)
 class _Written:
     path: bytes
     crc: int
     size: int
     offset: int
+    sha256: str
 
 
 class ArchiveWriter:
@@ -105,12 +141,16 @@ class ArchiveWriter:
             raise ValueError(f"cannot write record {name!r}: the archive writer is closed")
         if not name or name.endswith("/") or _escapes(name):
             raise ValueError(f"invalid record name {name!r}: use a relative path without '..'")
-        if name == SERIALIZATION_ID and not self._sealing:
-            # As PyTorchStreamWriter: an id copied from elsewhere would not name this
-            # archive; the writer computes its own at the end.
+        if name in _DERIVED and not self._sealing:
+            # As PyTorchStreamWriter does for the id: a copy from another archive would
+            # not describe this one; the writer computes its own at the end.
             return
         if name in self._written:
             raise ValueError(f"record {name!r} was already written; record names must be unique")
+        if self.has_record(MANIFEST_RECORD) and not self._sealing:
+            raise ValueError(
+                f"cannot write record {name!r} after the manifest, which must cover every record"
+            )
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -120,15 +160,27 @@ class ArchiveWriter:
         extra = struct.pack("<2H2Q", 1, 16, size, size) if big else b""
         pad = -(offset + _LOCAL.size + len(path) + len(extra) + 4) % ALIGNMENT
         extra += struct.pack("<2sH", b"FB", pad) + b"Z" * pad
-        crc = zlib.crc32(view)
-        stored = 0xFFFFFFFF if big else size
-        header = _LOCAL.pack(
-            b"PK\x03\x04", 45 if big else 20, _UTF8_NAMES, zipfile.ZIP_STORED, 0, _DOS_DATE,
-            crc, stored, stored, len(path), len(extra),
-        )  # fmt: skip
-        self._write(header + path + extra)
-        self._write(view)  # straight from the caller's buffer: no copy of large storages
-        self._written[name] = _Written(path, crc, size, offset)
+        digest = _Sha256(view)
+        try:
+            crc = zlib.crc32(view)
+            stored = 0xFFFFFFFF if big else size
+            header = _LOCAL.pack(
+                b"PK\x03\x04", 45 if big else 20, _UTF8_NAMES, zipfile.ZIP_STORED, 0, _DOS_DATE,
+                crc, stored, stored, len(path), len(extra),
+            )  # fmt: skip
+            self._write(header + path + extra)
+            self._write(view)  # straight from the caller's buffer: no copy of large storages
+        finally:
+            digest.join()
+        self._written[name] = _Written(path, crc, size, offset, digest.hexdigest())
+
+    def write_manifest(self) -> None:
+        """Write the manifest: the SHA-256 of every record written so far.
+
+        Call it after the last record: only the serialization id may follow.
+        """
+        manifest = Manifest({name: record.sha256 for name, record in self._written.items()})
+        self._write_derived(MANIFEST_RECORD, manifest.to_json())
 
     def write_serialization_id(self) -> None:
         """Write ``.data/serialization_id``, last, as torch's writer ends every archive.
@@ -146,9 +198,12 @@ class ArchiveWriter:
         crcs = 0
         for record in self._written.values():
             crcs = _hash_combine(crcs, record.crc)
+        self._write_derived(SERIALIZATION_ID, f"{names:020d}{crcs:020d}".encode())
+
+    def _write_derived(self, name: str, data: bytes) -> None:
         self._sealing = True
         try:
-            self.write_record(SERIALIZATION_ID, f"{names:020d}{crcs:020d}".encode())
+            self.write_record(name, data)
         finally:
             self._sealing = False
 

@@ -363,6 +363,7 @@ class PackageExporter:
                 self.interned_modules(),
                 self._resolver.source_map(),
             )
+            self._writer.write_manifest()  # the digests of every record above
             self._writer.write_serialization_id()
             self._writer.close()
             self._target.commit()

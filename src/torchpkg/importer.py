@@ -55,7 +55,13 @@ from torchpkg.records import (
     EnvironmentRecord,
 )
 from torchpkg.resolver import IMPORTER_MODULE
-from torchpkg.security import DEFAULT_LIMITS, Allowlist, ArchiveLimits, PickleGuard
+from torchpkg.security import (
+    DEFAULT_LIMITS,
+    Allowlist,
+    ArchiveLimits,
+    PickleGuard,
+    check_integrity,
+)
 
 __all__ = ["IMPLICIT_IMPORT_ALLOWLIST", "PackageImporter"]
 
@@ -90,6 +96,11 @@ class PackageImporter(Importer):
     with these extra ``module.qualname`` patterns allowed; ``allow=[]`` allows
     nothing beyond the defaults. Hostile archives (escaping or colliding names,
     symlinks, zip bombs: see ``limits``) are an ``UnsafeArchiveError`` at open.
+
+    With ``verify=True`` every record is hashed at open and compared with the
+    SHA-256 manifest torchpkg wrote at export: an ``IntegrityError`` names each
+    altered, missing or extra record, and an archive with no manifest (from
+    torch.package) is an ``UnverifiedArchiveError``.
     """
 
     def __init__(
@@ -102,6 +113,7 @@ class PackageImporter(Importer):
         materialize: bool = False,
         allow: Iterable[str] | None = None,
         limits: ArchiveLimits = DEFAULT_LIMITS,
+        verify: bool = False,
     ) -> None:
         # Checked first: a bad pattern is the caller's mistake, whatever the archive holds.
         self.allow: Allowlist | None = None if allow is None else Allowlist.of(allow)
@@ -111,6 +123,8 @@ class PackageImporter(Importer):
             self.filename = "<binary>"
         self.zip_reader: ArchiveReader = open_archive(file_or_buffer, mmap=mmap, limits=limits)
         try:
+            if verify:  # before anything is read from the archive
+                check_integrity(self.zip_reader).raise_unless_verified()
             self.extern_modules = self.zip_reader.read(".data/extern_modules").decode().split()
             disallowed = [name for name in self.extern_modules if not module_allowed(name)]
             if disallowed:

@@ -1,4 +1,6 @@
-"""The environment record: what the loading machine must provide, and what it has.
+"""torchpkg's own records under ``.data/torchpkg/``, which torch.package ignores.
+
+The environment record: what the loading machine must provide, and what it has.
 
 An archive lists its extern modules; this record adds, for each of them, the
 installed distribution (and version) it came from, plus the Python and torch
@@ -6,7 +8,9 @@ versions that wrote the package. It lives in ``.data/torchpkg/environment.json``
 which torch.package ignores, so archives still load there. ``PackageImporter``
 compares it with the loading environment: a difference is an
 :class:`EnvironmentMismatchWarning`, or an :class:`EnvironmentMismatchError`
-with ``strict_environment=True``.
+with ``strict_environment=True``. The source map says which local file each
+interned module came from; the manifest holds the SHA-256 of every record
+(``torchpkg.security.check_integrity`` compares an archive with it).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ from torchpkg.errors import TorchpkgError
 
 __all__ = [
     "ENVIRONMENT_RECORD",
+    "MANIFEST_RECORD",
     "SOURCES_RECORD",
     "EnvironmentMismatch",
     "EnvironmentMismatchError",
     "EnvironmentMismatchWarning",
     "EnvironmentRecord",
     "InternedDistribution",
+    "Manifest",
     "SourceMap",
     "distribution_for_module",
     "installed_version",
@@ -38,6 +44,7 @@ __all__ = [
 
 ENVIRONMENT_RECORD = ".data/torchpkg/environment.json"
 SOURCES_RECORD = ".data/torchpkg/sources.json"
+MANIFEST_RECORD = ".data/torchpkg/manifest.json"
 _FORMAT = 1
 
 
@@ -285,3 +292,29 @@ class SourceMap:
                 return path if self.digest(file.read()) == entry[1] else None
         except OSError:
             return None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The SHA-256 of each record, in the order they were written.
+
+    The exporter writes it after every other record but ``.data/serialization_id``
+    (which is derived from the names and CRCs of all the others, the manifest
+    included), so it covers everything a loader reads.
+    """
+
+    digests: dict[str, str] = field(default_factory=dict)  # record -> sha256 hex digest
+
+    def to_json(self) -> bytes:
+        data = {"format": _FORMAT, "algorithm": "sha256", "records": self.digests}
+        return (json.dumps(data, indent=1) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        try:
+            parsed: Any = json.loads(data)
+            if parsed["algorithm"] != "sha256":
+                raise ValueError(f"unknown digest algorithm {parsed['algorithm']!r}")
+            return cls({str(name): str(digest) for name, digest in parsed["records"].items()})
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{MANIFEST_RECORD} is not a valid record: {error}") from None

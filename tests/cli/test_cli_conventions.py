@@ -116,6 +116,7 @@ INSPECTIONS = {
     "deps --dot": ["deps", "{pkg}", "--dot"],
     "deps module": ["deps", "{top}.model"],
     "scan": ["scan", "{pkg}"],
+    "verify --integrity-only": ["verify", "{pkg}", "--integrity-only"],
     "diff": ["diff", "{pkg}", "{pkg}"],
     "suggest module": ["suggest", "{top}.model"],
 }

@@ -22,6 +22,7 @@ import torch.package as tp  # noqa: E402
 
 import torchpkg  # noqa: E402
 from _crossover import CROSSINGS, Direction  # noqa: E402
+from torchpkg.security import check_integrity  # noqa: E402
 
 SourceTree = Callable[..., str]  # the `source_tree` fixture of tests/conftest.py
 
@@ -420,3 +421,49 @@ def test_model_loaded_from_torch_archive_reexported_by_torchpkg_loads_in_torch_p
     x = torch.randn(5, 4)
     assert torch.equal(final(x), net(x))
     assert type(final).__module__ == f"{theirs.id()}.{pkg}.model"
+
+
+# --- the integrity manifest ------------------------------------------------------------
+
+
+def test_torch_package_loads_a_torchpkg_archive_and_lists_its_manifest_as_a_data_file(
+    source_tree: SourceTree, archive: Path
+) -> None:
+    pkg, net = _make_net(source_tree)
+    with torchpkg.PackageExporter(archive) as exporter:
+        exporter.intern(_everything_in(pkg))
+        exporter.save_pickle("model", "model.pkl", net)
+    theirs = tp.PackageImporter(str(archive))
+    x = torch.randn(5, 4)
+    assert torch.equal(theirs.load_pickle("model", "model.pkl")(x), net(x))
+    assert theirs.file_structure().has_file(".data/torchpkg/manifest.json")
+
+
+def test_a_torch_package_archive_is_unverified_in_torchpkg(
+    source_tree: SourceTree, archive: Path
+) -> None:
+    pkg, net = _make_net(source_tree)
+    with tp.PackageExporter(str(archive)) as exporter:
+        exporter.intern(_everything_in(pkg))
+        exporter.save_pickle("model", "model.pkl", net)
+    with pytest.raises(torchpkg.UnverifiedArchiveError):
+        torchpkg.PackageImporter(archive, verify=True)
+    with torchpkg.PackageImporter(archive) as ours:
+        assert check_integrity(ours.zip_reader).has_manifest is False
+
+
+def test_a_torch_package_archive_reexported_by_torchpkg_gains_a_manifest(
+    source_tree: SourceTree, tmp_path: Path, load: Load
+) -> None:
+    pkg, net = _make_net(source_tree)
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    with tp.PackageExporter(str(first)) as exporter:
+        exporter.intern(_everything_in(pkg))
+        exporter.save_pickle("model", "model.pkl", net)
+    ours = load(torchpkg.PackageImporter, first)
+    with torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer)) as exporter:
+        exporter.intern(_everything_in(pkg))
+        exporter.save_pickle("model", "model.pkl", ours.load_pickle("model", "model.pkl"))
+    with torchpkg.PackageImporter(second, verify=True) as verified:
+        x = torch.randn(5, 4)
+        assert torch.equal(verified.load_pickle("model", "model.pkl")(x), net(x))

@@ -1,7 +1,9 @@
 """``torchpkg`` / ``python -m torchpkg``: look inside packages before you run them.
 
 Every command but ``verify`` (and ``suggest module:attr``, which imports that
-module) only reads: none imports torch or runs packaged code. Exit status:
+module) only reads: none imports torch or runs packaged code. ``verify`` checks
+the archive against its integrity manifest first, and runs nothing that fails
+it; ``verify --integrity-only`` only reads too. Exit status:
 0 all well, 1 findings (refused globals, differences, failed verification),
 2 bad arguments or input. ``--json`` on every command prints one JSON
 document; ``--debug`` shows the traceback of an error.
@@ -35,6 +37,7 @@ examples:
   torchpkg deps mypkg.models --dot | dot -Tpng > deps.png
   torchpkg diff old.pt new.pt              modules, pickles and tensors that changed
   torchpkg suggest mypkg.models:Model      the intern/extern rules a roundtrip uses
+  torchpkg verify model.pt --integrity-only   compare with the SHA-256 manifest; run nothing
   torchpkg verify model.pt --pickles --safe
 
 exit status: 0 ok, 1 findings or differences, 2 bad arguments or input
@@ -55,8 +58,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "torchpkg scan model.pt --allow 'numpy.core.multiarray._reconstruct'",
     ),
     "verify": (
-        "import every packaged module and load every pickle (RUNS the package's code)",
-        "torchpkg verify model.pt --pickles --safe --allow 'numpy.**'",
+        "check the integrity manifest, then import every packaged module and load every "
+        "pickle (RUNS the package's code, unless it was altered)",
+        "torchpkg verify model.pt --integrity-only --strict\n"
+        "  torchpkg verify model.pt --pickles --safe --allow 'numpy.**'",
     ),
     "diff": (
         "modules, pickles, tensors and resources that differ between two packages",
@@ -126,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--pickles", action="store_true", help="also load every pickle")
     verify.add_argument("--safe", action="store_true", help="load pickles with safe loading")
     verify.add_argument("--allow", action="append", metavar="PATTERN", help="implies --safe")
+    verify.add_argument(
+        "--integrity-only",
+        action="store_true",
+        help="only compare the records with the manifest: run nothing, import no torch",
+    )
+    verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (and run nothing) where there is no manifest (torch.package archives)",
+    )
 
     diff = command("diff", run_diff)
     diff.add_argument("old", help="a package (.pt file or folder)")

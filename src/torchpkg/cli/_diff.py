@@ -20,7 +20,12 @@ from torchpkg.cli._common import (
     pickle_records,
     storage_records,
 )
-from torchpkg.records import ENVIRONMENT_RECORD, EnvironmentRecord
+from torchpkg.records import (
+    ENVIRONMENT_RECORD,
+    MANIFEST_RECORD,
+    SOURCES_RECORD,
+    EnvironmentRecord,
+)
 
 __all__ = ["Change", "ChangeKind", "diff_packages", "run_diff"]
 
@@ -45,7 +50,8 @@ _FRAMEWORK = {
     ".data/python_version",
     ".data/serialization_id",
     ENVIRONMENT_RECORD,
-    ".data/torchpkg/sources.json",
+    MANIFEST_RECORD,
+    SOURCES_RECORD,
     "byteorder",
 }
 

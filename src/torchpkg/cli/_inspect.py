@@ -20,7 +20,8 @@ from torchpkg.cli._common import (
 )
 from torchpkg.file_tree import directory_from_records
 from torchpkg.glob import GlobGroup
-from torchpkg.records import ENVIRONMENT_RECORD, EnvironmentRecord
+from torchpkg.records import ENVIRONMENT_RECORD, MANIFEST_RECORD, EnvironmentRecord
+from torchpkg.security import IntegrityReport, check_integrity
 
 __all__ = ["run_info", "run_tree", "run_verify"]
 
@@ -53,6 +54,7 @@ class PackageInfo:
     extern_modules: list[str]
     pickles: list[str]
     environment: list[str] | None  # None: not recorded (another tool, an older torchpkg)
+    manifest: bool  # whether it has an integrity manifest (`verify` checks it)
 
 
 def package_info(path: str) -> PackageInfo:
@@ -86,6 +88,7 @@ def package_info(path: str) -> PackageInfo:
             extern_modules=extern_modules(reader),
             pickles=pickle_records(reader),
             environment=environment.lines() if environment is not None else None,
+            manifest=reader.has_record(MANIFEST_RECORD),
         )
 
 
@@ -112,10 +115,67 @@ def run_info(args: argparse.Namespace) -> int:
     print("environment:")
     for line in info.environment or ["not recorded (written by another tool or an older torchpkg)"]:
         print(f"  {line}")
+    print(
+        "integrity: SHA-256 manifest (check it with `torchpkg verify --integrity-only`)"
+        if info.manifest
+        else f"integrity: {UNVERIFIED}"
+    )
     return OK
 
 
+UNVERIFIED = "unverified (no manifest: written by torch.package or an older torchpkg)"
+
+
 def run_verify(args: argparse.Namespace) -> int:
+    with open_package(args.package) as reader:
+        report = check_integrity(reader)
+    altered = report.problems
+    # Code that differs from what was exported is never run; unverified code not under --strict.
+    refused = bool(altered) or (args.strict and not report.has_manifest)
+    run = not (refused or args.integrity_only)
+    failures = _import_everything(args) if run else []
+    if args.json:
+        emit_json(
+            {
+                "package": args.package,
+                "ok": not (refused or failures),
+                "integrity": _verdict(report),
+                "records": {record: status.value for record, status in report.records.items()},
+                "problems": failures,
+            }
+        )
+    else:
+        for record, status in altered.items():
+            print(f"{status.value}: {record}")
+        print(_integrity_line(report))
+        for failure in failures:
+            print(failure, file=sys.stderr)
+        if refused:
+            print(f"{args.package}: FAILED (its code was not run)")
+        else:
+            print(f"{args.package}: {f'{len(failures)} problem(s)' if failures else 'OK'}")
+    return FINDINGS if refused or failures else OK
+
+
+def _verdict(report: IntegrityReport) -> str:
+    if not report.has_manifest:
+        return "unverified"
+    return "altered" if report.problems else "verified"
+
+
+def _integrity_line(report: IntegrityReport) -> str:
+    if not report.has_manifest:
+        return UNVERIFIED
+    if report.problems:
+        return (
+            f"altered: {len(report.problems)} record(s) differ from the manifest written at "
+            "export; do not load it"
+        )
+    return f"verified: all {len(report.records)} records match the manifest"
+
+
+def _import_everything(args: argparse.Namespace) -> list[str]:
+    """Import every packaged module (and load every pickle): each failure, as a line."""
     from torchpkg.importer import PackageImporter
 
     failures: list[str] = []
@@ -135,10 +195,4 @@ def run_verify(args: argparse.Namespace) -> int:
                 importer.load_pickle(package.replace("/", "."), resource)
             except Exception as error:
                 failures.append(f"pickle {record}: {type(error).__name__}: {error}")
-    if args.json:
-        emit_json({"package": args.package, "ok": not failures, "problems": failures})
-    else:
-        for failure in failures:
-            print(failure, file=sys.stderr)
-        print(f"{args.package}: {'OK' if not failures else f'{len(failures)} problem(s)'}")
-    return FINDINGS if failures else OK
+    return failures

@@ -11,7 +11,9 @@ their code: read it first (``torchpkg tree``, ``torchpkg deps``).
 
 Opening an archive refuses hostile layouts (names that escape it or collide,
 symlinks, zip bombs) with an :class:`UnsafeArchiveError`; ``ArchiveLimits``
-sets how far compressed records may inflate.
+sets how far compressed records may inflate. ``check_integrity`` (and
+``PackageImporter(path, verify=True)``, ``torchpkg verify``) compares an
+archive with the SHA-256 manifest torchpkg writes at export.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from torchpkg._archive_reader import (
 )
 from torchpkg._pickle_scan import GlobalReference
 from torchpkg.security._guard import PickleGuard, UnsafePickleError
+from torchpkg.security._integrity import (
+    IntegrityError,
+    IntegrityReport,
+    RecordStatus,
+    UnverifiedArchiveError,
+    check_integrity,
+)
 from torchpkg.security._rules import Allowlist, Basis, Risk, Verdict
 from torchpkg.security._scan import (
     ArchiveScan,
@@ -40,12 +49,17 @@ __all__ = [
     "Basis",
     "Finding",
     "GlobalReference",
+    "IntegrityError",
+    "IntegrityReport",
     "PickleGuard",
     "PickleScan",
+    "RecordStatus",
     "Risk",
     "UnsafeArchiveError",
     "UnsafePickleError",
+    "UnverifiedArchiveError",
     "Verdict",
+    "check_integrity",
     "is_pickle_record",
     "scan_archive",
 ]
