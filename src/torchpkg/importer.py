@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any, BinaryIO
 
 from torchpkg import _package_imports, _tensors, _torchscript
-from torchpkg._archive_reader import ArchiveReader, open_archive
+from torchpkg._archive_reader import ArchiveReader, DirectoryArchiveReader, open_archive
 from torchpkg._importlib import (
     PackageLoader,
     calc_package,
@@ -55,6 +55,7 @@ from torchpkg.records import (
     EnvironmentRecord,
 )
 from torchpkg.resolver import IMPORTER_MODULE
+from torchpkg.resources import PackageResourceReader
 from torchpkg.security import (
     DEFAULT_LIMITS,
     Allowlist,
@@ -243,6 +244,23 @@ class PackageImporter(Importer):
         self, package: str, resource: str, encoding: str = "utf-8", errors: str = "strict"
     ) -> str:
         return self.load_binary(package, resource).decode(encoding, errors)
+
+    def get_resource_reader(self, fullname: str) -> PackageResourceReader | None:
+        """importlib's resource reader for the packaged package ``fullname`` (its name
+        mangled or not), as torch.package answers: ``None`` for a module the package
+        does not serve (missing, or extern), ``TypeError`` for one that is no package.
+        """
+        name = self._mangler.demangle(fullname)
+        node = self.interned_node(name)
+        if node is None:
+            return None
+        if not node.is_package:
+            raise TypeError(f"{name!r} is not a package")
+        # In an unzipped package the resources are files: resource_path finds them.
+        folder = self.filename if isinstance(self.zip_reader, DirectoryArchiveReader) else None
+        return PackageResourceReader(
+            self.zip_reader, name.replace(".", "/"), archive=self.filename, folder=folder
+        )
 
     def file_structure(
         self, *, include: GlobPattern = "**", exclude: GlobPattern = ()

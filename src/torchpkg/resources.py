@@ -7,9 +7,11 @@ files packaged next to it exactly as it would from an installed library::
     importlib.resources.files(__package__).joinpath("vocab.txt").read_text()
 
 ``files()`` gives an :class:`ArchiveTraversable`; the legacy reader methods
-(``open_resource``, ``is_resource``, ``contents``, ``resource_path``) come from
-``TraversableResources`` and work through it.  Nothing here touches the file
-system: records are read from a :class:`RecordSource` (the archive reader).
+(``open_resource``, ``is_resource``, ``contents``, ``resource_path``) work
+through it, answering as torch.package's reader does where the protocol lets
+them.  ``PackageImporter.get_resource_reader(name)`` hands out the same reader.
+Nothing here touches the file system: records are read from a
+:class:`RecordSource` (the archive reader).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, Literal, Protocol, overload
 
+from torchpkg.errors import RecordNotFoundError
+
 # importlib.abc.Traversable is deprecated from 3.12 (warning on access) and gone
 # in 3.14; importlib.resources.abc only exists from 3.11.
 if sys.version_info >= (3, 11):
@@ -29,7 +33,15 @@ if sys.version_info >= (3, 11):
 else:
     from importlib.abc import Traversable, TraversableResources
 
-__all__ = ["ArchiveTraversable", "PackageResourceReader", "RecordSource"]
+__all__ = ["ArchiveTraversable", "PackageResourceReader", "RecordSource", "ResourceNotFoundError"]
+
+
+class ResourceNotFoundError(RecordNotFoundError, FileNotFoundError):
+    """``open_resource`` of a name that is not a file of the package.
+
+    A ``FileNotFoundError``, as importlib's reader protocol asks, and (as a
+    ``RecordNotFoundError``) the ``RuntimeError`` torch.package raises there.
+    """
 
 
 class RecordSource(Protocol):
@@ -208,16 +220,43 @@ class PackageResourceReader(TraversableResources):
     """The resource reader of one package: its files are those below ``package_dir``.
 
     ``package_dir`` is the package's directory in the archive (``"my_pkg/sub"`` for
-    ``my_pkg.sub``, ``""`` for top-level modules).
+    ``my_pkg.sub``, ``""`` for top-level modules). ``archive`` names the archive in
+    errors. ``folder`` is the unzipped package the records are files of, if they
+    are: only then has a resource a ``resource_path``.
     """
 
-    def __init__(self, source: RecordSource, package_dir: str) -> None:
+    def __init__(
+        self,
+        source: RecordSource,
+        package_dir: str,
+        *,
+        archive: str = "the package",
+        folder: str | None = None,
+    ) -> None:
         self._source = source
         self._package_dir = package_dir
+        self._archive = archive
+        self._folder = folder
 
     def files(self) -> ArchiveTraversable:
         """The package's directory."""
         return ArchiveTraversable(self._source).joinpath(self._package_dir)
+
+    # typeshed expects the BufferedReader of a real file; a BytesIO reads the same.
+    def open_resource(self, resource: str) -> io.BytesIO:  # type: ignore[override]
+        """The resource's bytes, as a binary stream (a ``BytesIO``, as in torch.package)."""
+        path = self.files().joinpath(resource)
+        if not path.is_file():
+            raise ResourceNotFoundError(path._record, self._archive)
+        return path.open("rb")
+
+    def resource_path(self, resource: str) -> str:
+        """The resource's file in an unzipped package; a zip's records have no path
+        (``FileNotFoundError``, and importlib then reads through ``open_resource``)."""
+        path = self.files().joinpath(resource)
+        if self._folder is None or not path.is_file():
+            raise FileNotFoundError(resource)
+        return os.path.join(self._folder, *path._record.split("/"))
 
     def __repr__(self) -> str:
         return f"PackageResourceReader({self._source!r}, {self._package_dir!r})"

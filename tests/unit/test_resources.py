@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import importlib.abc
 import importlib.resources
+import os
 import sys
 import types
 import weakref
@@ -14,7 +15,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from torchpkg.resources import ArchiveTraversable, PackageResourceReader
+from torchpkg.errors import RecordNotFoundError
+from torchpkg.resources import ArchiveTraversable, PackageResourceReader, ResourceNotFoundError
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -306,6 +308,29 @@ def test_resource_path_raises_file_not_found(source: FakeSource) -> None:
     # Archive members have no file-system path; importlib then falls back to a copy.
     with pytest.raises(FileNotFoundError):
         PackageResourceReader(source, "my_pkg").resource_path("a.txt")
+
+
+@pytest.mark.parametrize("resource", ["missing.txt", "sub"], ids=["missing", "directory"])
+def test_open_resource_of_a_non_file_is_file_not_found_and_record_not_found(
+    source: FakeSource, resource: str
+) -> None:
+    reader = PackageResourceReader(source, "my_pkg", archive="model.pt")
+    with pytest.raises(ResourceNotFoundError, match=f"model.pt has no record 'my_pkg/{resource}'"):
+        reader.open_resource(resource)
+    assert issubclass(ResourceNotFoundError, FileNotFoundError)
+    assert issubclass(ResourceNotFoundError, RecordNotFoundError)
+
+
+def test_resource_path_in_a_folder_is_the_resource_file_of_a_subpackage(
+    source: FakeSource,
+) -> None:
+    reader = PackageResourceReader(source, "my_pkg/sub", folder="/unzipped")
+    assert reader.resource_path("b.bin") == os.path.join("/unzipped", "my_pkg", "sub", "b.bin")
+
+
+def test_resource_path_in_a_folder_is_file_not_found_for_a_directory(source: FakeSource) -> None:
+    with pytest.raises(FileNotFoundError):
+        PackageResourceReader(source, "my_pkg", folder="/unzipped").resource_path("sub")
 
 
 # -- importlib.resources through a module's loader ---------------------------------------
