@@ -26,10 +26,12 @@ from torchpkg import (
     IntegrityError,
     PackageExporter,
     PackageImporter,
+    UnsafeArchiveError,
     UnverifiedArchiveError,
     sys_importer,
 )
 from torchpkg._archive import SERIALIZATION_ID, ArchiveWriter
+from torchpkg._archive_reader import DirectoryArchiveReader
 from torchpkg.records import MANIFEST_RECORD, Manifest
 from torchpkg.security import RecordStatus, check_integrity
 from torchpkg.security._integrity import IntegrityReport
@@ -239,6 +241,34 @@ def test_every_difference_is_reported_in_one_error(archive: Path, top: str) -> N
         "notes/readme.txt": RecordStatus.MISSING,
         "payload.py": RecordStatus.EXTRA,
     }
+
+
+@pytest.mark.parametrize("mmap", [True, False], ids=["mapped", "read"])
+def test_a_record_changed_in_place_is_altered_whether_mapped_or_read(
+    archive: Path, mmap: bool
+) -> None:
+    """Bytes changed without rewriting the zip: mapped views are not CRC-checked, reads are."""
+    data = archive.read_bytes()
+    at = data.index(b"hello")  # notes/readme.txt, stored as it is
+    archive.write_bytes(data[:at] + b"HELLO" + data[at + 5 :])
+    with pytest.raises(IntegrityError) as info:
+        PackageImporter(archive, verify=True, mmap=mmap)
+    assert info.value.problems == {"notes/readme.txt": RecordStatus.ALTERED}
+
+
+def test_a_symlink_planted_after_open_is_refused_not_reported_as_altered(
+    archive: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "unzipped"
+    shutil.unpack_archive(archive, folder, "zip")
+    (package,) = folder.iterdir()
+    reader = DirectoryArchiveReader(package)
+    readme = package / "notes" / "readme.txt"
+    readme.unlink()
+    readme.symlink_to(tmp_path / "elsewhere.txt")
+    (tmp_path / "elsewhere.txt").write_text("hello")
+    with pytest.raises(UnsafeArchiveError):
+        check_integrity(reader)
 
 
 def test_a_manifest_that_is_not_valid_is_reported_as_altered(archive: Path) -> None:

@@ -37,7 +37,7 @@ examples:
   torchpkg deps mypkg.models --dot | dot -Tpng > deps.png
   torchpkg diff old.pt new.pt              modules, pickles and tensors that changed
   torchpkg suggest mypkg.models:Model      the intern/extern rules a roundtrip uses
-  torchpkg verify model.pt --integrity-only   compare with the SHA-256 manifest; run nothing
+  torchpkg verify model.pt --integrity-only
   torchpkg verify model.pt --pickles --safe
 
 exit status: 0 ok, 1 findings or differences, 2 bad arguments or input

@@ -73,7 +73,7 @@ class IntegrityError(ArchiveFormatError):
             f"{self.archive} does not match the manifest torchpkg wrote at export "
             f"({MANIFEST_RECORD}):\n{lines}\n"
             "It was changed after it was written, or damaged in transfer: do not load it. "
-            "Get the package again from where it came from, or re-export it."
+            "Get the package again from where it came from, or export it again from its source."
         )
 
     def __reduce__(self) -> Any:
