@@ -1,4 +1,4 @@
-"""``tree``, ``info`` and ``verify``: what a package holds, and whether it loads."""
+"""``tree``, ``info`` and ``verify``: what a package holds, and whether it is intact and loads."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from torchpkg.records import ENVIRONMENT_RECORD, MANIFEST_RECORD, EnvironmentRec
 from torchpkg.security import IntegrityReport, check_integrity
 
 __all__ = ["run_info", "run_tree", "run_verify"]
+
+UNVERIFIED = "unverified (no manifest: written by torch.package or an older torchpkg)"
 
 
 def run_tree(args: argparse.Namespace) -> int:
@@ -121,9 +123,6 @@ def run_info(args: argparse.Namespace) -> int:
         else f"integrity: {UNVERIFIED}"
     )
     return OK
-
-
-UNVERIFIED = "unverified (no manifest: written by torch.package or an older torchpkg)"
 
 
 def run_verify(args: argparse.Namespace) -> int:
