@@ -188,40 +188,61 @@ def _source_from_spec(name: str, spec: importlib.machinery.ModuleSpec) -> Module
         if is_package:
             return ModuleSource(name, SourceStatus.OK, True)
         return ModuleSource(name, SourceStatus.NO_FILE)
-    get_source = getattr(loader, "get_source", None)
-    if get_source is None and origin is not None and origin.endswith(".py"):
-        # Loaders such as pytest's assertion rewriter run .py files but cannot give source.
-        get_source = importlib.machinery.SourceFileLoader(spec.name, origin).get_source
-    if get_source is None or origin in (None, "built-in", "frozen"):
+    if origin in (None, "built-in", "frozen") or not (
+        hasattr(loader, "get_source") or origin.endswith(".py")
+    ):
         return ModuleSource(name, SourceStatus.NO_FILE, is_package)
     try:
-        # The loader knows the module by its spec's name (``os.path`` is ``posixpath``).
-        source = _cached_source(origin, lambda: get_source(spec.name))
+        filename, source = _loader_source(spec, loader, origin)
     except (ImportError, OSError):
         return ModuleSource(name, SourceStatus.FILE_MISSING, is_package, filename=origin)
     if source is None:
-        return ModuleSource(name, SourceStatus.FILE_MISSING, is_package, filename=origin)
-    return ModuleSource(name, SourceStatus.OK, is_package, source, origin)
+        return ModuleSource(name, SourceStatus.FILE_MISSING, is_package, filename=filename)
+    return ModuleSource(name, SourceStatus.OK, is_package, source, filename)
+
+
+def _loader_source(
+    spec: importlib.machinery.ModuleSpec, loader: Any, origin: str
+) -> tuple[str, str | None]:
+    """``(file, source)``: the source the module's loader serves, and the file it names.
+
+    The loader, not ``__file__``, decides: finders may hand out loaders that read
+    another file (``get_filename``) or serve text of their own (``get_source``).
+    The loader knows the module by its spec's name (``os.path`` is ``posixpath``).
+    """
+    if type(loader) is importlib.machinery.SourceFileLoader:
+        # The common case reads the loader's own file: cached against that file.
+        return loader.path, _cached_source(loader.path, lambda: loader.get_source(spec.name))
+    if isinstance(loader, importlib.machinery.SourceFileLoader):
+        return loader.get_filename(spec.name), loader.get_source(spec.name)
+    get_source = getattr(loader, "get_source", None)
+    if get_source is not None:
+        return origin, get_source(spec.name)
+    # Loaders such as pytest's assertion rewriter run .py files but cannot give source.
+    plain = importlib.machinery.SourceFileLoader(spec.name, origin)
+    return origin, _cached_source(origin, lambda: plain.get_source(spec.name))
 
 
 _sources: dict[str, tuple[tuple[int, int], str | None]] = {}
 
 
-def _cached_source(origin: str, read: Callable[[], str | None]) -> str | None:
-    """A source file's text, read again only when its size or mtime changed.
+def _cached_source(path: str, read: Callable[[], str | None]) -> str | None:
+    """The text ``read`` decodes from the file ``path``, read again only when the file's
+    size or mtime changed.
 
-    Exporting the same model twice reads and decodes every source once.
+    Exporting the same model twice reads and decodes every source once. ``read`` must
+    read ``path`` itself: the cache is only as right as its key.
     """
     try:
-        info = os.stat(origin)
+        info = os.stat(path)
     except OSError:
         return read()
     stamp = (info.st_mtime_ns, info.st_size)
-    cached = _sources.get(origin)
+    cached = _sources.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     source = read()
-    _sources[origin] = (stamp, source)
+    _sources[path] = (stamp, source)
     return source
 
 
@@ -317,6 +338,23 @@ class OrderedImporter(Importer):
             if module_name != "__main__":
                 return module_name
         return "__main__"
+
+    def get_name(self, obj: Any, name: str | None = None) -> tuple[str, str]:
+        """The name of ``obj`` in the first importer where it is found as itself.
+
+        Each importer is asked in turn, as torch.package does: a model loaded from a
+        package and traced with the environment's copy of a class the package also
+        holds (an FX tracer) names that class through ``sys_importer``.
+        """
+        reasons = []
+        for importer in self._importers:
+            try:
+                return importer.get_name(obj, name)
+            except (ObjNotFoundError, ObjMismatchError) as error:
+                reasons.append(f"{importer!r}: {error}")
+        raise ObjNotFoundError(
+            f"{obj!r} is not found as itself by any of the importers:\n" + "\n".join(reasons)
+        )
 
     def __repr__(self) -> str:
         return f"OrderedImporter{self._importers!r}"
