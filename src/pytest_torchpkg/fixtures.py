@@ -126,7 +126,8 @@ def _export(
 
     rules = Rules(patterns(mock), patterns(extern), patterns(intern), (str(root),))
     buffer = io.BytesIO()
-    with PackageExporter(buffer) as exporter:
+    # One PackagingError with every problem of the object, as the roundtrip reports them.
+    with PackageExporter(buffer, collect_errors=True) as exporter:
         rules.apply(exporter)
         exporter.save_pickle(ISOLATED_PACKAGE, ISOLATED_RESOURCE, obj)
     buffer.seek(0)

@@ -7,6 +7,7 @@ written against ``torch.package`` keeps catching them.
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -113,21 +114,51 @@ _NEXT_STEPS: dict[PackagingErrorReason, str] = {
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing that stops an export: which module (or pattern) and why."""
+    """One thing that stops an export: which module (or pattern) and why.
+
+    ``context`` is the ``Context:`` line of the message, worded as torch.package
+    words it for the reasons it shares (None where it prints none); ``detail`` is
+    torchpkg's own explanation, which goes into the exception's notes.
+    """
 
     reason: PackagingErrorReason
     subject: str
     context: str | None = None
     chain: tuple[str, ...] = field(default=())
+    detail: str | None = None
 
 
 # Modules of the standard library that are not externed implicitly, as in torch.package.
 DISALLOWED_STDLIB = frozenset({"sys", "io"})
 
+# torch.package's sentences, so a message matches its message to the character.
+_DISALLOWED_NOTE = (
+    "      Note: While we usually use modules in the python standard library from the local "
+    "environment, `{0}` has a lot of system level access and therefore can pose a security "
+    "risk. We heavily recommend removing `{0}` from your packaged code. However, if that is "
+    'not possible, add it to the extern list by calling PackageExporter.extern("`{0}`")'
+)
+_DEBUG_HINT = (
+    "Set debug=True when invoking PackageExporter for a visualization of where broken "
+    "modules are coming from!"
+)
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)``; Python 3.10 has no notes, so there the list is kept
+    by hand (its tracebacks do not show it; ``__notes__`` still holds it)."""
+    if sys.version_info >= (3, 11):
+        error.add_note(note)
+    else:
+        error.__notes__ = [*getattr(error, "__notes__", ()), note]  # type: ignore[attr-defined]
+
 
 class PackagingError(TorchpkgError):
     """Every problem an export found, raised once, grouped by reason.
 
+    ``str()`` is what torch.package says about the same problems, to the
+    character. torchpkg's advice (each problem's detail, what to do next) is in
+    the exception's notes, which tracebacks show; ``problems`` holds everything.
     ``dependency_graph`` is the exporter's graph, as torch.package attaches it
     for tools (``torchpkg.analyze.find_first_use_of_broken_modules``).
     """
@@ -141,7 +172,9 @@ class PackagingError(TorchpkgError):
         self.problems: tuple[Problem, ...] = tuple(problems)
         self.debug = debug
         self.dependency_graph = dependency_graph
-        super().__init__(self._render())
+        super().__init__(self._message())
+        for note in self._notes():
+            add_note(self, note)
 
     def by_reason(self) -> dict[PackagingErrorReason, list[Problem]]:
         groups: dict[PackagingErrorReason, list[Problem]] = {}
@@ -149,34 +182,72 @@ class PackagingError(TorchpkgError):
             groups.setdefault(problem.reason, []).append(problem)
         return groups
 
-    def _render(self) -> str:
+    def _message(self) -> str:
         lines = [""]
         for reason, problems in self.by_reason().items():
+            if reason is PackagingErrorReason.EMPTY_MATCH:
+                continue  # torch.package reports patterns only once nothing else fails
             lines.append(f"* {reason.value}")
             for problem in problems:
                 lines.append(f"    {problem.subject}")
                 if problem.context is not None:
                     lines.append(f"      Context: {problem.context}")
                 if problem.subject in DISALLOWED_STDLIB:
-                    lines.append(
-                        f"      Note: `{problem.subject}` is in the standard library but has "
-                        "system-level access, so it is not externed implicitly; remove the "
-                        f'dependency or call PackageExporter.extern("{problem.subject}").'
+                    lines.append(_DISALLOWED_NOTE.format(problem.subject))
+                if self.debug:
+                    path = " -> ".join(self._path_to(problem))
+                    lines.append(f"      A path to {problem.subject}: {path}")
+        if not self.debug:
+            lines += ["", _DEBUG_HINT]
+        return "\n".join(lines) + "\n"
+
+    def _path_to(self, problem: Problem) -> list[str]:
+        """How the subject got into the export, as torch.package finds it: first uses."""
+        graph = self.dependency_graph
+        if graph is not None and problem.subject in graph:
+            return graph.first_path(problem.subject)
+        return list(problem.chain) or [problem.subject]
+
+    def _notes(self) -> list[str]:
+        notes = []
+        for reason, problems in self.by_reason().items():
+            for problem in problems:
+                if reason is PackagingErrorReason.EMPTY_MATCH:
+                    notes.append(
+                        f"{problem.subject} is marked allow_empty=False and matched no module "
+                        "(torch.package reports it once the problems above are fixed)."
                     )
-                if self.debug and problem.chain:
-                    lines.append(f"      A path to {problem.subject}: {' -> '.join(problem.chain)}")
-            lines.append(f"  Next: {reason.next_step}")
-        lines.append(
-            "Set debug=True on the PackageExporter to see the import chain that pulled in "
-            "each module."
-            if not self.debug
-            else ""
-        )
-        return "\n".join(lines).rstrip("\n") + "\n"
+                elif problem.detail is not None:
+                    notes.append(f"{problem.subject}: {problem.detail}")
+                if problem.subject in DISALLOWED_STDLIB:
+                    notes.append(
+                        f"{problem.subject}: to let the loading environment provide it, call "
+                        f'extern("{problem.subject}") (the pattern has no backticks).'
+                    )
+            notes.append(f"Next ({reason.name}): {reason.next_step}")
+        return notes
 
 
 class EmptyMatchError(PackagingError):
-    """Patterns marked ``allow_empty=False`` matched no module (and nothing else failed)."""
+    """Patterns marked ``allow_empty=False`` matched no module (and nothing else failed).
+
+    As in torch.package, the message names the first such pattern group; the
+    notes and ``problems`` name every one.
+    """
+
+    def _message(self) -> str:
+        first = self.problems[0].context or self.problems[0].subject if self.problems else ""
+        return (
+            f"Exporter did not match any modules to {first}, which was marked as allow_empty=False"
+        )
+
+    def _notes(self) -> list[str]:
+        notes = [
+            f"{problem.subject} is marked allow_empty=False and matched no module too."
+            for problem in self.problems[1:]
+        ]
+        reason = PackagingErrorReason.EMPTY_MATCH
+        return [*notes, f"Next ({reason.name}): {reason.next_step}"]
 
 
 class ArchiveFormatError(TorchpkgError, RuntimeError):

@@ -1,7 +1,9 @@
 """PackageExporter: writes code, objects and data into a torch.package archive.
 
-Records are streamed into a temporary file as they are saved; dependency
-problems are collected and raised together at ``close()``, and only an export
+Records are streamed into a temporary file as they are saved. As in
+torch.package, an object that cannot be pickled fails its ``save_pickle`` call,
+and dependency problems are collected and raised together at ``close()``
+(``collect_errors=True`` collects the pickling failures too). Only an export
 with no problems replaces the target (atomically, for paths). A failed export
 leaves nothing behind.
 """
@@ -25,18 +27,22 @@ from torchpkg._hooks import ActionHook, RemovableHandle
 from torchpkg._paths import record_path, write_framework_records, write_module
 from torchpkg._pickle_scan import scan_globals_fast
 from torchpkg._staging import StagedTarget
-from torchpkg.environment import Importer, OrderedImporter, sys_importer
+from torchpkg.environment import Importer, OrderedImporter, mangled_name_hint, sys_importer
 from torchpkg.errors import (
     EmptyMatchError,
     PackagingError,
     PackagingErrorReason,
     Problem,
+    add_note,
 )
 from torchpkg.glob import GlobPattern
+from torchpkg.mangling import is_mangled
 from torchpkg.pickling import (
     Kind,
+    as_pickler_error,
     classify,
     create_pickler,
+    may_name_mangled,
     pickle_protocol_error,
     pickling_problem,
     python3_name,
@@ -44,7 +50,7 @@ from torchpkg.pickling import (
 )
 from torchpkg.policy import Action, Policy
 from torchpkg.records import EnvironmentRecord
-from torchpkg.resolver import Resolver
+from torchpkg.resolver import Resolver, pickle_node
 
 __all__ = ["PackageExporter"]
 
@@ -62,6 +68,10 @@ class PackageExporter:
     writable binary file object (written only on success). ``importer`` finds
     modules and names objects; pass ``(package_importer, sys_importer)`` to
     re-export objects loaded from another package.
+
+    ``collect_errors=True`` (torchpkg only) makes ``save_pickle`` record the
+    objects it cannot pickle instead of raising, so ``close()`` reports every
+    problem of the export in one :class:`PackagingError`.
     """
 
     def __init__(
@@ -69,6 +79,8 @@ class PackageExporter:
         f: str | os.PathLike[str] | BinaryIO,
         importer: Importer | Sequence[Importer] = sys_importer,
         debug: bool = False,
+        *,
+        collect_errors: bool = False,
     ) -> None:
         if isinstance(importer, Importer):
             self.importer: Importer = importer
@@ -80,6 +92,7 @@ class PackageExporter:
                 f"(package_importer, sys_importer)), not {type(importer).__name__}"
             )
         self.debug = debug
+        self.collect_errors = collect_errors
         self._target = StagedTarget(f)
         self._writer = ArchiveWriter(self._target.file, self._target.archive_name)
         self._policy = Policy()
@@ -138,28 +151,53 @@ class PackageExporter:
         dependencies: bool = True,
         pickle_protocol: int = 3,
     ) -> None:
-        """Pickle ``obj`` to ``package/resource``; its classes' modules become dependencies."""
+        """Pickle ``obj`` to ``package/resource``; its classes' modules become dependencies.
+
+        What cannot be pickled raises here, the error torch.package raises
+        (``pickle.PicklingError``, or the object's ``TypeError``), and nothing is
+        written: the export can go on. ``collect_errors=True`` defers it to ``close()``.
+        """
         error = pickle_protocol_error(pickle_protocol)
         if error is not None:
             raise error
         path = record_path(package, resource)
         buffer = io.BytesIO()
         pickler = create_pickler(buffer, pickle_protocol, self._persistent_ids(), self.importer)
-        node = f"<{package}.{resource}>"
+        node = pickle_node(package, resource)
         try:
             pickler.dump(obj)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-            self._problems.append(pickling_problem(node, obj, exc))
+            self._pickling_failed(pickling_problem(node, obj, exc), as_pickler_error(exc))
             return
         # Released on the way out: a frame kept by some caught error's traceback must
         # not keep the buffer exported (its BytesIO then cannot be freed).
         with buffer.getbuffer() as data:
-            if dependencies:
-                found = scan_globals_fast(data)
-                if pickle_protocol < 3:
-                    found = [python3_name(module, name) for module, name in found]
-                self._resolver.record_pickle_globals(node, found)
+            found = scan_globals_fast(data) if dependencies or may_name_mangled(data) else []
+        if pickle_protocol < 3:
+            found = [python3_name(module, name) for module, name in found]
+        # The C pickler names a class loaded by one of our importers by its mangled
+        # module (those are in sys.modules); torch.package's pickler fails on it.
+        foreign = [(module, name) for module, name in found if is_mangled(module)]
+        if foreign:
+            module, name = foreign[0]
+            hint = mangled_name_hint(module)
+            self._pickling_failed(
+                Problem(PackagingErrorReason.FROM_ANOTHER_PACKAGE, module, hint),
+                pickle.PicklingError(f"Can't pickle {module}.{name}: {hint}"),
+            )
+            return
+        if dependencies:
+            self._resolver.record_pickle_globals(package, resource, found)
+        with buffer.getbuffer() as data:
             self._writer.write_record(path, data)
+
+    def _pickling_failed(self, problem: Problem, error: BaseException) -> None:
+        """Raise ``error`` with torchpkg's advice in its notes, or keep ``problem`` for close()."""
+        if self.collect_errors:
+            self._problems.append(problem)
+            return
+        add_note(error, f"Next ({problem.reason.name}): {problem.reason.next_step}")
+        raise error
 
     def save_text(self, package: str, resource: str, text: str) -> None:
         """Save ``text`` (utf-8) to ``package/resource``."""
@@ -396,10 +434,12 @@ class PackageExporter:
     def _check(self) -> None:
         problems = [*self._problems, *self._resolver.problems()]
         empty = [
-            Problem(PackagingErrorReason.EMPTY_MATCH, rule.describe())
+            Problem(PackagingErrorReason.EMPTY_MATCH, rule.describe(), rule.given)
             for rule in self._policy.unmatched_required()
         ]
         if problems:
+            # As in torch.package, the patterns wait until nothing else fails; they are
+            # kept in ``problems`` (and the notes) all the same.
             raise PackagingError(
                 [*problems, *empty], debug=self.debug, dependency_graph=self._resolver.graph
             )

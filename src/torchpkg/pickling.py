@@ -47,7 +47,11 @@ class PackagePickler(pickle._Pickler):
         self.importer = importer
 
     def save_global(self, obj: Any, name: str | None = None) -> None:
-        module_name, name = self.importer.get_name(obj, name)
+        try:
+            module_name, name = self.importer.get_name(obj, name)
+        except (ObjNotFoundError, ObjMismatchError) as error:
+            # What torch.package's pickler raises: code that catches it keeps working.
+            raise pickle.PicklingError(f"Can't pickle {obj!r}: {error}") from error
         # pickle._Pickler's internals are not in typeshed.
         pickler: Any = self
         if pickler.proto >= 4:
@@ -108,10 +112,17 @@ class PackageUnpickler(pickle.Unpickler):
         guard: PickleGuard | None = None,
     ) -> None:
         super().__init__(file)
+        self._file = file
         self._importer = importer
         self._persistent_load = persistent_load
         self._replacements = _replacements()
         self._guard = guard
+
+    def load(self) -> Any:
+        if self._guard is None:
+            return super().load()
+        with self._guard.loading(self._file):
+            return super().load()
 
     def persistent_load(self, pid: Any) -> Any:
         return self._persistent_load(pid)
@@ -188,6 +199,8 @@ def pickle_protocol_error(protocol: object) -> ValueError | None:
 
 
 _MISSING_MODULE = re.compile(r"(?:import of module|No module named) '([^']+)'")
+_LOCAL_OBJECT = re.compile(r"Can't (?:pickle|get) local object")
+_MANGLED_BYTES = re.compile(rb"<torch_package_\d+>")
 
 
 def pickling_problem(node: str, obj: object, exc: BaseException) -> Problem:
@@ -200,11 +213,26 @@ def pickling_problem(node: str, obj: object, exc: BaseException) -> Problem:
     if missing is not None:
         module = missing.group(1)
         return Problem(PackagingErrorReason.MODULE_NOT_FOUND, module, f"{node} pickles: {text}")
-    if "<lambda>" not in text and (
-        isinstance(exc, (ObjNotFoundError, ObjMismatchError)) or "attribute lookup" in text
-    ):
+    lookup_failed = isinstance(exc.__cause__, (ObjNotFoundError, ObjMismatchError))
+    if "<lambda>" not in text and (lookup_failed or "attribute lookup" in text):
         return Problem(PackagingErrorReason.OBJECT_NOT_FOUND, node, context)
     return Problem(PackagingErrorReason.UNPICKLABLE, node, context)
+
+
+def as_pickler_error(exc: BaseException) -> BaseException:
+    """The exception torch.package's pickler (pure Python) raises for the failure
+    the C pickler raised ``exc`` for: a local class or function is an
+    AttributeError to the C pickler, a PicklingError to the Python one."""
+    if isinstance(exc, AttributeError) and _LOCAL_OBJECT.match(str(exc)):
+        error = pickle.PicklingError(str(exc))
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+def may_name_mangled(data: memoryview) -> bool:
+    """Whether a pickle may name a module loaded from a package (a quick look, no scan)."""
+    return _MANGLED_BYTES.search(data) is not None
 
 
 class Kind(enum.Enum):

@@ -30,6 +30,8 @@ class Rule:
     patterns: GlobGroup
     allow_empty: bool
     matched: bool = field(default=False)
+    # The patterns as the call gave them, in torch.package's words (its EmptyMatchError).
+    given: str = ""
 
     def describe(self) -> str:
         exclude = f", exclude={list(self.patterns.exclude)}" if self.patterns.exclude else ""
@@ -63,7 +65,8 @@ class Policy:
         exclude: GlobPattern = (),
         allow_empty: bool = True,
     ) -> Rule:
-        rule = Rule(action, GlobGroup(include, exclude=exclude), allow_empty)
+        given = f"GlobGroup(include={include}, exclude={exclude})"
+        rule = Rule(action, GlobGroup(include, exclude=exclude), allow_empty, given=given)
         self.rules.append(rule)
         return rule
 

@@ -22,7 +22,7 @@ from torchpkg.mangling import demangle, is_mangled
 from torchpkg.policy import Action, Policy, is_implicitly_extern
 from torchpkg.records import SourceMap
 
-__all__ = ["Resolver"]
+__all__ = ["Resolver", "pickle_node"]
 
 _SOURCE_PROBLEMS = {
     SourceStatus.EXTENSION: PackagingErrorReason.IS_EXTENSION_MODULE,
@@ -103,22 +103,30 @@ class Resolver:
         found = self._source(module)
         node = self.graph.node(module)
         if found.status is not SourceStatus.OK:
-            self._fail(node, _SOURCE_PROBLEMS[found.status], found.filename)
+            self._source_problem(node, found)
             return
         self.provide(module, found.source or "", found.is_package, dependencies)
 
-    def record_pickle_globals(self, resource_node: str, globals_: list[tuple[str, str]]) -> None:
+    def record_pickle_globals(
+        self, package: str, resource: str, globals_: list[tuple[str, str]]
+    ) -> None:
+        resource_node = pickle_node(package, resource)
         node = self.graph.node(resource_node)
         node.is_pickle, node.action, node.provided = True, Action.INTERN, True
         self._run([_Request(module, resource_node, True) for module, _ in globals_])
+        mocked: dict[str, list[str]] = {}
         for module, name in globals_:
             target = self.graph.nodes.get(module)
             if target is not None and target.action is Action.MOCK:
-                self._fail(
-                    target,
-                    PackagingErrorReason.MOCKED_BUT_STILL_USED,
-                    f"{resource_node} pickles {module}.{name}",
-                )
+                mocked.setdefault(module, []).append(name)
+        for module, names in mocked.items():
+            context = (
+                f"Object(s) '{names}' from module `{module}` was mocked out during packaging "
+                f"but is being used in resource - `{resource}` in package `{package}`. "
+            )
+            self._fail(
+                self.graph.nodes[module], PackagingErrorReason.MOCKED_BUT_STILL_USED, context
+            )
 
     def source_map(self) -> SourceMap:
         """Each interned module's record -> the local file its source was read from."""
@@ -187,13 +195,13 @@ class Resolver:
         node.action = action
         if action is Action.DENY:
             by = rule.describe() if rule is not None else "the fallback policy"
-            self._fail(node, PackagingErrorReason.DENIED, f"denied by {by}")
+            self._fail(node, PackagingErrorReason.DENIED, detail=f"denied by {by}")
         elif action is Action.MOCK:
             node.is_package = self._source(name).is_package
         elif action is Action.INTERN:
             found = self._source(name)
             if found.status is not SourceStatus.OK:
-                self._fail(node, _SOURCE_PROBLEMS[found.status], found.filename)
+                self._source_problem(node, found)
                 return []
             node.source, node.is_package = found.source, found.is_package
             return self._imports_of(node)
@@ -205,7 +213,12 @@ class Resolver:
         try:
             refs = _scan_cached(node.source, node.name, node.is_package)
         except (SyntaxError, ValueError) as error:
-            self._fail(node, PackagingErrorReason.DEPENDENCY_RESOLUTION_FAILED, str(error))
+            self._fail(
+                node,
+                PackagingErrorReason.DEPENDENCY_RESOLUTION_FAILED,
+                _parse_error_context(error),
+                str(error),
+            )
             return []
         # A lazy package hands out submodules by attribute (`getattr(auto, "x_auto")`),
         # which no import shows: the ones it had imported here go in too.
@@ -298,8 +311,34 @@ class Resolver:
     def _not_found(self, node: ModuleNode) -> None:
         self._fail(node, PackagingErrorReason.MODULE_NOT_FOUND)
 
+    def _source_problem(self, node: ModuleNode, found: ModuleSource) -> None:
+        reason = _SOURCE_PROBLEMS[found.status]
+        # torch.package gives the file as context for a missing source file only.
+        if reason is PackagingErrorReason.SOURCE_FILE_NOT_FOUND:
+            self._fail(node, reason, f"filename: {found.filename}")
+        else:
+            loaded = f"loaded from {found.filename}" if found.filename else None
+            self._fail(node, reason, detail=loaded)
+
     def _fail(
-        self, node: ModuleNode, reason: PackagingErrorReason, context: str | None = None
+        self,
+        node: ModuleNode,
+        reason: PackagingErrorReason,
+        context: str | None = None,
+        detail: str | None = None,
     ) -> None:
         chain = self.graph.chain_to(node.name) if self.debug else ()
-        node.problem = Problem(reason, node.name, context, chain)
+        node.problem = Problem(reason, node.name, context, chain, detail)
+
+
+def pickle_node(package: str, resource: str) -> str:
+    """The graph node of a pickle saved at ``package/resource``, named as torch.package names it."""
+    return f"<{package}.{resource}>"
+
+
+def _parse_error_context(error: SyntaxError | ValueError) -> str:
+    """The parse error as torch.package words it: ``ast.parse`` with no file name."""
+    cause = error.__cause__ if isinstance(error.__cause__, ValueError) else error
+    if not isinstance(cause, SyntaxError):
+        return str(cause)
+    return str(SyntaxError(cause.msg, ("<unknown>", cause.lineno, cause.offset, cause.text)))

@@ -102,9 +102,14 @@ def test_include_patterns_are_positional_or_keyword_like_torch_package() -> None
 
 
 def test_exporter_constructor_takes_torch_package_parameters_with_own_sys_importer() -> None:
+    """torchpkg may add keyword-only options with defaults after torch.package's."""
     ours = inspect.signature(torchpkg.PackageExporter).parameters
     theirs = inspect.signature(tp.PackageExporter).parameters
-    assert [(p.name, p.kind) for p in ours.values()] == [(p.name, p.kind) for p in theirs.values()]
+    shared = [(p.name, p.kind) for p in list(ours.values())[: len(theirs)]]
+    assert shared == [(p.name, p.kind) for p in theirs.values()]
+    for extra in list(ours.values())[len(theirs) :]:
+        assert extra.kind is inspect.Parameter.KEYWORD_ONLY, extra
+        assert extra.default is not inspect.Parameter.empty, extra
     assert ours["importer"].default is torchpkg.sys_importer
     assert theirs["importer"].default is tp.sys_importer
     assert ours["debug"].default is theirs["debug"].default is False

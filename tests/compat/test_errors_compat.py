@@ -1,10 +1,10 @@
 """The same bad export fails the same way in torchpkg and in torch.package.
 
-Each export runs with both tools. Every ``* <reason>`` line and every module
-line of torch.package's message must appear in torchpkg's, under the same
-reason; torchpkg may add lines (``Context:``, ``Next:`` hints). Where
-torch.package fails differently (at once, with another exception), the test
-name says so and torchpkg's behaviour is asserted.
+Each export runs with both tools, with ``debug`` off and on. The exception
+types correspond and ``str()`` of torchpkg's error is torch.package's to the
+character (torchpkg's advice is in the exception's notes). What torch.package
+raises from ``save_pickle`` comes from the same call, of the same type, in
+torchpkg, and the export can go on after it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from __future__ import annotations
 import importlib
 import io
 import pickle
-import re
-from collections.abc import Callable
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ torch = pytest.importorskip("torch")
 import torch.package as tp  # noqa: E402
 
 import torchpkg  # noqa: E402
-from torchpkg import PackagingErrorReason  # noqa: E402
+from torchpkg import PackagingErrorReason as Reason  # noqa: E402
 
 SourceTree = Callable[..., str]  # the `source_tree` fixture of tests/conftest.py
 Setup = Callable[[Any], object]
@@ -32,52 +35,35 @@ CORRESPONDING_TYPES = {
     tp.PackagingError: torchpkg.PackagingError,
     tp.EmptyMatchError: torchpkg.EmptyMatchError,
 }
+TOOLS = (tp, torchpkg)
 
-_MODULE_LINE = re.compile(r" {4}\S.*")
+
+@pytest.fixture(params=[False, True], ids=["debug-off", "debug-on"])
+def debug(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
 
 
-def _failure(exporter_cls: type[Any], setup: Setup) -> Exception:
+def _failure(exporter_cls: type[Any], setup: Setup, debug: bool) -> Exception:
     try:
-        with exporter_cls(io.BytesIO()) as exporter:
+        with exporter_cls(io.BytesIO(), debug=debug) as exporter:
             setup(exporter)
     except Exception as error:
         return error
     pytest.fail(f"{exporter_cls.__module__} exported without an error")
 
 
-def _key_lines(message: str) -> list[str]:
-    """The ``* <reason>`` lines and the module lines (4 spaces in) of a message."""
-    return [
-        line
-        for line in message.splitlines()
-        if line.startswith("* ") or _MODULE_LINE.fullmatch(line)
-    ]
-
-
-def _groups(message: str) -> dict[str, set[str]]:
-    """Reason sentence -> the modules listed under it."""
-    groups: dict[str, set[str]] = {}
-    current: set[str] | None = None
-    for line in message.splitlines():
-        if line.startswith("* "):
-            current = groups.setdefault(line[2:], set())
-        elif current is not None and _MODULE_LINE.fullmatch(line):
-            current.add(line.strip())
-    return groups
-
-
-def _both_fail_alike(setup: Setup) -> tuple[Exception, Exception]:
-    """Run the export with both tools and check the messages and types agree."""
-    theirs = _failure(tp.PackageExporter, setup)
-    ours = _failure(torchpkg.PackageExporter, setup)
+def _both_fail_alike(setup: Setup, debug: bool) -> torchpkg.PackagingError:
+    """Run the export with both tools; the types correspond and the messages are equal."""
+    theirs = _failure(tp.PackageExporter, setup, debug)
+    ours = _failure(torchpkg.PackageExporter, setup, debug)
     assert type(ours) is CORRESPONDING_TYPES[type(theirs)], (theirs, ours)
-    our_lines = str(ours).splitlines()
-    missing = [line for line in _key_lines(str(theirs)) if line not in our_lines]
-    assert not missing, f"torchpkg's message lacks {missing}:\n{ours}"
-    our_groups = _groups(str(ours))
-    for reason, modules in _groups(str(theirs)).items():
-        assert modules <= our_groups.get(reason, set()), reason
-    return theirs, ours
+    assert str(ours) == str(theirs)
+    assert isinstance(ours, torchpkg.PackagingError)
+    return ours
+
+
+def _reasons(error: torchpkg.PackagingError) -> dict[Reason, list[str]]:
+    return {reason: [p.subject for p in found] for reason, found in error.by_reason().items()}
 
 
 @pytest.fixture
@@ -90,7 +76,25 @@ def project(source_tree: SourceTree) -> tuple[str, str]:
     return app, lib
 
 
-def test_denied_module_is_reported_like_torch_package(project: tuple[str, str]) -> None:
+@pytest.fixture
+def fake_module(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Put a made-up module (no source anywhere) into sys.modules for the test."""
+
+    def make(name: str, **attributes: object) -> str:
+        module = types.ModuleType(name)
+        vars(module).update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+        return name
+
+    return make
+
+
+# --- the reasons both tools share ------------------------------------------------------------
+
+
+def test_denied_module_is_reported_like_torch_package(
+    project: tuple[str, str], debug: bool
+) -> None:
     app, lib = project
 
     def setup(exporter: Any) -> None:
@@ -98,13 +102,11 @@ def test_denied_module_is_reported_like_torch_package(project: tuple[str, str]) 
         exporter.deny(f"{lib}.**")
         exporter.save_module(f"{app}.model")
 
-    _, ours = _both_fail_alike(setup)
-
-    assert _groups(str(ours)) == {PackagingErrorReason.DENIED.value: {f"{lib}.dep"}}
+    assert _reasons(_both_fail_alike(setup, debug)) == {Reason.DENIED: [f"{lib}.dep"]}
 
 
 def test_module_matching_no_pattern_is_reported_like_torch_package(
-    project: tuple[str, str],
+    project: tuple[str, str], debug: bool
 ) -> None:
     app, lib = project
 
@@ -112,41 +114,98 @@ def test_module_matching_no_pattern_is_reported_like_torch_package(
         exporter.intern([app, f"{app}.**"])
         exporter.save_module(f"{app}.model")
 
-    _, ours = _both_fail_alike(setup)
-
-    assert _groups(str(ours)) == {PackagingErrorReason.NO_ACTION.value: {f"{lib}.dep"}}
+    assert _reasons(_both_fail_alike(setup, debug)) == {Reason.NO_ACTION: [f"{lib}.dep"]}
 
 
-def test_mocked_module_still_used_by_a_pickle_is_reported_like_torch_package(
-    project: tuple[str, str],
+def test_import_chain_under_debug_is_torch_packages_first_path(
+    source_tree: SourceTree,
 ) -> None:
+    top = source_tree(
+        {"__init__.py": "", "a.py": "from . import b\n", "b.py": "from . import c\n", "c.py": ""}
+    )
+
+    def setup(exporter: Any) -> None:
+        exporter.intern([f"{top}.a", f"{top}.b"])
+        exporter.save_module(f"{top}.a")
+
+    ours = _both_fail_alike(setup, debug=True)
+
+    assert f"A path to {top}.c: {top}.a -> {top}.b -> {top}.c" in str(ours)
+
+
+def test_mocked_module_still_used_by_pickles_is_reported_with_torch_packages_context(
+    project: tuple[str, str], debug: bool
+) -> None:
+    """The context names the objects of the last pickle that used the module."""
     app, lib = project
-    thing = importlib.import_module(f"{app}.model").Thing()
+    model = importlib.import_module(f"{app}.model")
 
     def setup(exporter: Any) -> None:
         exporter.mock([app, f"{app}.**"])
         exporter.extern([lib, f"{lib}.**"])
-        exporter.save_pickle("objects", "thing.pkl", thing)
+        exporter.save_pickle("objects", "thing.pkl", model.Thing())
+        exporter.save_pickle("more", "things.pkl", [model.Thing(), model.Thing])
 
-    _, ours = _both_fail_alike(setup)
+    ours = _both_fail_alike(setup, debug)
 
-    assert _groups(str(ours)) == {
-        PackagingErrorReason.MOCKED_BUT_STILL_USED.value: {f"{app}.model"}
-    }
+    assert _reasons(ours) == {Reason.MOCKED_BUT_STILL_USED: [f"{app}.model"]}
+    assert "Context: Object(s) '['Thing']'" in str(ours)
+    assert "resource - `things.pkl` in package `more`" in str(ours)
 
 
-def test_c_extension_module_given_to_save_module_is_reported_like_torch_package() -> None:
+def test_c_extension_module_given_to_save_module_is_reported_like_torch_package(
+    debug: bool,
+) -> None:
     pytest.importorskip("numpy")
     extension = "numpy._core._multiarray_umath"
     pytest.importorskip(extension)
 
-    _, ours = _both_fail_alike(lambda exporter: exporter.save_module(extension))
+    ours = _both_fail_alike(lambda exporter: exporter.save_module(extension), debug)
 
-    assert _groups(str(ours)) == {PackagingErrorReason.IS_EXTENSION_MODULE.value: {extension}}
+    assert _reasons(ours) == {Reason.IS_EXTENSION_MODULE: [extension]}
 
 
-def test_problems_of_several_kinds_are_grouped_by_reason_like_torch_package(
-    source_tree: SourceTree,
+def test_interned_module_without_dunder_file_is_reported_like_torch_package(
+    fake_module: Callable[..., str], debug: bool
+) -> None:
+    name = fake_module("torchpkg_compat_no_file")
+
+    def setup(exporter: Any) -> None:
+        exporter.intern(name)
+        exporter.save_source_string("main", f"import {name}\n")
+
+    assert _reasons(_both_fail_alike(setup, debug)) == {Reason.NO_DUNDER_FILE: [name]}
+
+
+def test_interned_module_whose_file_is_gone_is_reported_with_torch_packages_context(
+    fake_module: Callable[..., str], tmp_path: Path, debug: bool
+) -> None:
+    gone = tmp_path / "gone.pyc"
+    name = fake_module("torchpkg_compat_gone", __file__=str(gone))
+
+    def setup(exporter: Any) -> None:
+        exporter.intern(name)
+        exporter.save_source_string("main", f"import {name}\n")
+
+    ours = _both_fail_alike(setup, debug)
+
+    assert _reasons(ours) == {Reason.SOURCE_FILE_NOT_FOUND: [name]}
+    assert f"      Context: filename: {gone}\n" in str(ours)
+
+
+def test_source_that_cannot_be_parsed_is_reported_with_torch_packages_context(
+    debug: bool,
+) -> None:
+    ours = _both_fail_alike(
+        lambda exporter: exporter.save_source_string("broken", "def f(:\n    pass\n"), debug
+    )
+
+    assert _reasons(ours) == {Reason.DEPENDENCY_RESOLUTION_FAILED: ["broken"]}
+    assert "      Context: invalid syntax (<unknown>, line 1)\n" in str(ours)
+
+
+def test_problems_of_several_kinds_and_the_sys_io_note_are_reported_like_torch_package(
+    source_tree: SourceTree, debug: bool
 ) -> None:
     denied = source_tree({"__init__.py": "", "secret.py": ""})
     unknown = source_tree({"__init__.py": "", "stray.py": ""})
@@ -162,58 +221,169 @@ def test_problems_of_several_kinds_are_grouped_by_reason_like_torch_package(
         exporter.deny([denied, f"{denied}.**"])
         exporter.save_module(f"{app}.main")
 
-    _, ours = _both_fail_alike(setup)
+    ours = _both_fail_alike(setup, debug)
 
-    assert _groups(str(ours)) == {
-        PackagingErrorReason.DENIED.value: {f"{denied}.secret"},
-        PackagingErrorReason.NO_ACTION.value: {"io", "sys", f"{unknown}.stray"},
+    assert _reasons(ours) == {
+        Reason.NO_ACTION: ["io", "sys", f"{unknown}.stray"],
+        Reason.DENIED: [f"{denied}.secret"],
+    }
+    assert "`sys` has a lot of system level access" in str(ours)
+
+
+# --- allow_empty=False -----------------------------------------------------------------------
+
+
+def test_unmatched_allow_empty_false_pattern_raises_empty_match_error_like_torch_package(
+    debug: bool,
+) -> None:
+    def setup(exporter: Any) -> None:
+        exporter.extern(["nothing_here.**"], exclude="nothing_here.x", allow_empty=False)
+        exporter.save_pickle("objects", "list.pkl", [1, 2])
+
+    ours = _both_fail_alike(setup, debug)
+
+    assert _reasons(ours) == {
+        Reason.EMPTY_MATCH: ["extern(['nothing_here.**'], exclude=['nothing_here.x'])"]
     }
 
 
-def test_unmatched_allow_empty_false_pattern_raises_empty_match_error_like_torch_package() -> None:
-    """torch.package's EmptyMatchError is one sentence naming the first such pattern
-    (no reason or module lines); torchpkg lists every unmatched pattern."""
+def test_several_unmatched_patterns_are_named_by_the_first_like_torch_package(
+    debug: bool,
+) -> None:
+    def setup(exporter: Any) -> None:
+        exporter.extern("first_unmatched.**", allow_empty=False)
+        exporter.mock("second_unmatched.**", allow_empty=False)
+
+    ours = _both_fail_alike(setup, debug)
+
+    assert "first_unmatched" in str(ours)
+    assert len(ours.problems) == 2
+
+
+def test_unmatched_pattern_next_to_dependency_problems_raises_packaging_error_like_torch_package(
+    project: tuple[str, str], debug: bool
+) -> None:
+    """torch.package checks the patterns only once nothing else failed."""
+    app, lib = project
 
     def setup(exporter: Any) -> None:
         exporter.extern("nothing_here.**", allow_empty=False)
-        exporter.save_pickle("objects", "list.pkl", [1, 2])
+        exporter.intern([app, f"{app}.**"])
+        exporter.save_module(f"{app}.model")
 
-    theirs, ours = _both_fail_alike(setup)
+    ours = _both_fail_alike(setup, debug)
 
-    assert "nothing_here.**" in str(theirs)
-    assert "nothing_here.**" in str(ours)
-    assert _groups(str(ours)) == {
-        PackagingErrorReason.EMPTY_MATCH.value: {"extern(['nothing_here.**'])"}
+    assert type(ours) is torchpkg.PackagingError
+    assert _reasons(ours) == {
+        Reason.NO_ACTION: [f"{lib}.dep"],
+        Reason.EMPTY_MATCH: ["extern(['nothing_here.**'])"],
     }
 
 
-def test_unpicklable_object_raises_at_save_pickle_in_torch_package_but_at_close_in_torchpkg(
-    project: tuple[str, str],
+# --- save_pickle raises at once ----------------------------------------------------------------
+
+
+def _save_pickle_error(tool: Any, obj: object, ordered: bool) -> type[BaseException]:
+    """What ``save_pickle`` raises; the export then closes without an error."""
+    kwargs = {"importer": [tool.sys_importer]} if ordered else {}
+    with tool.PackageExporter(io.BytesIO(), **kwargs) as exporter:
+        try:
+            exporter.save_pickle("objects", "obj.pkl", obj)
+        except Exception as error:
+            return type(error)
+    pytest.fail(f"{tool.__name__} pickled {obj!r}")
+
+
+def _local_instance() -> object:
+    class Local:
+        pass
+
+    return Local()
+
+
+UNPICKLABLE: dict[str, tuple[Callable[[], object], type[BaseException]]] = {
+    "lambda": (lambda: {"fn": lambda: 1}, pickle.PicklingError),
+    "lock": (threading.Lock, TypeError),
+    "local-class": (_local_instance, pickle.PicklingError),
+    "module-missing": (
+        type("Ghost", (), {"__module__": "torchpkg_compat_missing"}),
+        pickle.PicklingError,
+    ),
+}
+
+
+@pytest.mark.parametrize("ordered", [False, True], ids=["sys_importer", "ordered-importer"])
+@pytest.mark.parametrize("case", list(UNPICKLABLE))
+def test_unpicklable_object_raises_from_save_pickle_like_torch_package(
+    case: str, ordered: bool
 ) -> None:
-    """torch.package raises pickle's own error from ``save_pickle``; torchpkg records
-    the problem and raises it at ``close()`` with every other problem of the export."""
+    make, expected = UNPICKLABLE[case]
+    theirs, ours = (_save_pickle_error(tool, make(), ordered) for tool in TOOLS)
+
+    assert ours is theirs is expected
+
+
+@pytest.mark.parametrize("ordered", [False, True], ids=["sys_importer", "ordered-importer"])
+def test_object_whose_class_name_leads_to_other_code_raises_pickling_error_like_torch_package(
+    project: tuple[str, str], monkeypatch: pytest.MonkeyPatch, ordered: bool
+) -> None:
+    app, _ = project
+    model = importlib.import_module(f"{app}.model")
+    thing = model.Thing()
+    monkeypatch.setattr(model, "Thing", type("Thing", (), {"__module__": model.__name__}))
+
+    theirs, ours = (_save_pickle_error(tool, thing, ordered) for tool in TOOLS)
+
+    assert ours is theirs is pickle.PicklingError
+
+
+def _thing_from_a_package(tool: Any, app: str, lib: str) -> tuple[Any, object]:
+    """``(importer, thing)``: an ``app.model.Thing`` loaded from a package ``tool`` wrote."""
+    buffer = io.BytesIO()
+    with tool.PackageExporter(buffer) as exporter:
+        exporter.intern([app, f"{app}.**"])
+        exporter.extern([lib, f"{lib}.**"])
+        exporter.save_pickle(
+            "objects", "thing.pkl", importlib.import_module(f"{app}.model").Thing()
+        )
+    buffer.seek(0)
+    importer = tool.PackageImporter(buffer)
+    return importer, importer.load_pickle("objects", "thing.pkl")
+
+
+@pytest.fixture
+def loaded_things(project: tuple[str, str]) -> Iterator[dict[Any, object]]:
+    """Each tool's ``Thing`` loaded from a package of its own."""
     app, lib = project
-    unpicklable = {"fn": lambda: 1}
+    (_, theirs), (ours_importer, ours) = (_thing_from_a_package(tool, app, lib) for tool in TOOLS)
+    yield {tp: theirs, torchpkg: ours}
+    ours_importer.close()
 
-    with tp.PackageExporter(io.BytesIO()) as theirs, pytest.raises(pickle.PicklingError):
-        theirs.save_pickle("objects", "fn.pkl", unpicklable)
 
-    exporter = torchpkg.PackageExporter(io.BytesIO())
-    exporter.intern([app, f"{app}.**"])
-    exporter.save_pickle("objects", "fn.pkl", unpicklable)
-    exporter.save_module(f"{app}.model")
-    with pytest.raises(torchpkg.PackagingError) as info:
-        exporter.close()
+@pytest.mark.parametrize("ordered", [False, True], ids=["sys_importer", "ordered-importer"])
+def test_object_from_another_package_without_its_importer_raises_pickling_error_like_torch_package(
+    loaded_things: dict[Any, object], ordered: bool
+) -> None:
+    theirs, ours = (_save_pickle_error(tool, loaded_things[tool], ordered) for tool in TOOLS)
 
-    assert _groups(str(info.value)) == {
-        PackagingErrorReason.UNPICKLABLE.value: {"<objects.fn.pkl>"},
-        PackagingErrorReason.NO_ACTION.value: {f"{lib}.dep"},
-    }
+    assert ours is theirs is pickle.PicklingError
+
+
+def test_object_from_another_package_raises_even_without_dependencies_like_torch_package(
+    loaded_things: dict[Any, object],
+) -> None:
+    for tool in TOOLS:
+        with tool.PackageExporter(io.BytesIO()) as exporter, pytest.raises(pickle.PicklingError):
+            exporter.save_pickle("objects", "thing.pkl", loaded_things[tool], dependencies=False)
+
+
+# --- where torch.package fails differently -----------------------------------------------------
 
 
 def test_missing_module_raises_at_save_module_in_torch_package_but_at_close_in_torchpkg() -> None:
     """torch.package lets ``ModuleNotFoundError`` escape from ``save_module``; torchpkg
-    reports the module under "could not be found" in its PackagingError."""
+    reports the module under "could not be found" in its PackagingError, in the
+    format of torch.package's messages."""
     missing = "no_such_module_for_torchpkg_compat"
 
     with tp.PackageExporter(io.BytesIO()) as theirs, pytest.raises(ModuleNotFoundError):
@@ -224,4 +394,8 @@ def test_missing_module_raises_at_save_module_in_torch_package_but_at_close_in_t
     with pytest.raises(torchpkg.PackagingError) as info:
         exporter.close()
 
-    assert _groups(str(info.value)) == {PackagingErrorReason.MODULE_NOT_FOUND.value: {missing}}
+    assert str(info.value) == (
+        f"\n* {Reason.MODULE_NOT_FOUND.value}\n    {missing}\n\n"
+        "Set debug=True when invoking PackageExporter for a visualization of where broken "
+        "modules are coming from!\n"
+    )

@@ -13,6 +13,7 @@ import inspect
 import io
 import itertools
 import linecache
+import pickle
 import platform
 import re
 import sys
@@ -35,6 +36,7 @@ from torchpkg import (
     PackageExporter,
     PackageImporter,
     PackagingError,
+    PackagingErrorReason,
     sys_importer,
 )
 
@@ -774,7 +776,7 @@ def test_whichmodule_of_a_packaged_class_gives_its_demangled_module(
     assert importer.whichmodule(thing_class, "Thing") == f"{models}.models"
 
 
-def test_reexport_with_only_sys_importer_raises_packaging_error_naming_the_fix(
+def test_reexport_with_only_sys_importer_raises_pickling_error_naming_the_fix(
     archive: Path, open_package: Open, tmp_path: Path
 ) -> None:
     """The environment still has the original module; the loaded class is another one."""
@@ -782,15 +784,33 @@ def test_reexport_with_only_sys_importer_raises_packaging_error_naming_the_fix(
     thing = importer.load_pickle("obj", "thing.pkl")
     target = tmp_path / "reexport.pt"
 
-    exporter = PackageExporter(target)
+    def reexport() -> None:
+        with PackageExporter(target) as exporter:
+            exporter.intern("**")
+            exporter.save_pickle("obj", "thing.pkl", thing)
+
+    with pytest.raises(pickle.PicklingError) as caught:
+        reexport()
+
+    assert "importer=(" in str(caught.value)
+    assert "sys_importer" in str(caught.value)
+    assert not target.exists()
+
+
+def test_collected_reexport_with_only_sys_importer_is_a_from_another_package_problem(
+    archive: Path, open_package: Open
+) -> None:
+    thing = open_package(archive).load_pickle("obj", "thing.pkl")
+
+    exporter = PackageExporter(io.BytesIO(), collect_errors=True)
     exporter.intern("**")
     exporter.save_pickle("obj", "thing.pkl", thing)
     with pytest.raises(PackagingError) as caught:
         exporter.close()
 
-    assert "importer=(" in str(caught.value)
-    assert "sys_importer" in str(caught.value)
-    assert not target.exists()
+    assert [problem.reason for problem in caught.value.problems] == [
+        PackagingErrorReason.FROM_ANOTHER_PACKAGE
+    ]
 
 
 # --- fixed where torch.package is wrong -----------------------------------------------

@@ -128,7 +128,7 @@ def packaging_diagnostics(
     diagnostics = [
         Diagnostic(
             DiagnosticKind.PACKAGING_ERROR,
-            f"exporting the model failed:\n{str(error).strip()}",
+            f"exporting the model failed:\n{_listing(error)}",
             " ".join(steps) or "see the problems above.",
         )
     ]
@@ -137,7 +137,7 @@ def packaging_diagnostics(
             Diagnostic(
                 DiagnosticKind.MOCKED_MODULE_USED,
                 f"{problem.subject} is mocked, but the pickled model holds objects of it"
-                + (f" ({problem.context})" if problem.context else ""),
+                + (f" ({problem.context.strip()})" if problem.context else ""),
                 f"stop mocking {problem.subject}: intern or extern it instead.",
                 problem.subject,
             )
@@ -156,6 +156,18 @@ def packaging_diagnostics(
             )
         )
     return diagnostics
+
+
+def _listing(error: PackagingError) -> str:
+    """The problems grouped by reason, each with what torchpkg knows of it (the
+    error's own text is torch.package's, written for someone calling the exporter)."""
+    lines = []
+    for reason, problems in error.by_reason().items():
+        lines.append(f"* {reason.value}")
+        for problem in problems:
+            about = "; ".join(text for text in (problem.context, problem.detail) if text)
+            lines.append(f"    {problem.subject}" + (f" ({about})" if about else ""))
+    return "\n".join(lines)
 
 
 def _never_ran(groups: Mapping[PackagingErrorReason, list[Any]], ran: set[str] | None) -> list[str]:

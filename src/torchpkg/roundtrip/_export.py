@@ -89,7 +89,8 @@ class Exported:
 
 def export(model: Any, target: BinaryIO | Path, rules: Rules) -> Exported:
     """Package ``model`` at ``PACKAGE/RESOURCE`` under ``rules``; never raises."""
-    exporter = PackageExporter(target)
+    # Every problem of the export at close(), so the report can name them all.
+    exporter = PackageExporter(target, collect_errors=True)
     error: BaseException | None = None
     try:
         with exporter:
