@@ -114,10 +114,10 @@ def suggest_policy(target: str, roots: list[str]) -> Suggestion:
         if n.action is Action.EXTERN and not n.implicit and not tooling.matches(n.name)
     )
     implicit = sorted({n.name.partition(".")[0] for n in nodes if n.implicit})
-    problems = [
-        f"{p.subject}: {p.reason.value}" + (f" ({p.context})" if p.context else "")
-        for p in resolver.problems()
-    ]
+    problems = []
+    for p in resolver.problems():
+        about = "; ".join(text for text in (p.context, p.detail) if text)
+        problems.append(f"{p.subject}: {p.reason.value}" + (f" ({about})" if about else ""))
     return Suggestion(
         target,
         _patterns(interned, extern),
