@@ -236,7 +236,7 @@ class EmptyMatchError(PackagingError):
     """
 
     def _message(self) -> str:
-        first = self.problems[0].context or self.problems[0].subject if self.problems else ""
+        first = (self.problems[0].context or self.problems[0].subject) if self.problems else ""
         return (
             f"Exporter did not match any modules to {first}, which was marked as allow_empty=False"
         )

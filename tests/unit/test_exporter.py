@@ -1242,6 +1242,18 @@ def test_the_error_notes_say_what_to_do_next_for_each_reason(chain: str) -> None
     assert "Next" not in str(info.value)
 
 
+def test_a_reason_of_torchpkgs_own_is_written_in_torch_packages_format() -> None:
+    exporter = PackageExporter(io.BytesIO())
+    exporter.add_dependency("no_such_module_anywhere")
+    with pytest.raises(PackagingError) as info:
+        exporter.close()
+    assert str(info.value) == (
+        f"\n* {Reason.MODULE_NOT_FOUND.value}\n    no_such_module_anywhere\n\n"
+        "Set debug=True when invoking PackageExporter for a visualization of where broken "
+        "modules are coming from!\n"
+    )
+
+
 def test_debug_adds_the_import_chain_that_pulled_in_each_module(chain: str) -> None:
     error = error_when_c_is_denied(chain, debug=True)
     assert f"A path to {chain}.c: {chain}.a -> {chain}.b -> {chain}.c" in str(error)
