@@ -37,14 +37,18 @@ class Directory:
         self.children: dict[str, Directory] = {}
 
     def has_file(self, filename: str) -> bool:
-        """Return whether ``filename`` (``"a/b/c.py"``, relative to this node) is a file."""
+        """Return whether ``filename`` (``"a/b/c.py"``, relative to this node) is in the tree.
+
+        A directory path answers True too, as in torch.package, whose users test for
+        directories this way (``has_file(".data/ts_code/0")``).
+        """
         node = self
         for part in filename.split("/"):
             child = node.children.get(part)
             if child is None:
                 return False
             node = child
-        return not node.is_dir
+        return True
 
     def _add_record(self, record: str) -> None:
         *dir_names, file_name = record.split("/")

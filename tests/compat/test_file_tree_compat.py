@@ -104,11 +104,10 @@ def test_has_file_agrees_with_torch_package_on_files(archive: Path, filename: st
     assert ours == expected
 
 
-def test_has_file_is_false_for_directories_where_torch_package_says_true(archive: Path) -> None:
-    # torch.package's has_file() answers True for a directory path too; torchpkg keeps
-    # to the method's name. This test pins the one intended difference.
-    assert PackageImporter(str(archive)).file_structure().has_file("alpha/beta")
-    assert not directory_from_records(str(archive), _records(archive)).has_file("alpha/beta")
+@pytest.mark.parametrize("directory", ["alpha", "alpha/beta", "models/sub", ".data"])
+def test_has_file_agrees_with_torch_package_on_directories(archive: Path, directory: str) -> None:
+    expected = PackageImporter(str(archive)).file_structure().has_file(directory)
+    assert directory_from_records(str(archive), _records(archive)).has_file(directory) == expected
 
 
 def test_subdirectory_renders_like_torch_package(archive: Path) -> None:

@@ -92,10 +92,10 @@ def test_has_file_finds_top_level_files() -> None:
     assert directory_from_records("x", RECORDS).has_file("byteorder")
 
 
-def test_has_file_is_false_for_directories() -> None:
+def test_has_file_is_true_for_directories() -> None:
     tree = directory_from_records("x", RECORDS)
-    assert not tree.has_file("torchvision")
-    assert not tree.has_file("torchvision/models")
+    assert tree.has_file("torchvision")
+    assert tree.has_file("torchvision/models")
 
 
 def test_has_file_is_false_for_missing_paths() -> None:
