@@ -278,6 +278,15 @@ def test_a_manifest_that_is_not_valid_is_reported_as_altered(archive: Path) -> N
     assert info.value.problems == {MANIFEST_RECORD: RecordStatus.ALTERED}
 
 
+@pytest.mark.parametrize("mmap", [True, False], ids=["mapped", "read"])
+def test_a_manifest_changed_in_place_is_reported_as_altered(archive: Path, mmap: bool) -> None:
+    data = archive.read_bytes()
+    archive.write_bytes(data.replace(b'"algorithm": "sha256"', b'"algorithm": "sha257"'))
+    with pytest.raises(IntegrityError) as info:
+        PackageImporter(archive, verify=True, mmap=mmap)
+    assert info.value.problems == {MANIFEST_RECORD: RecordStatus.ALTERED}
+
+
 def test_a_file_added_to_an_unzipped_package_is_reported_as_extra(
     archive: Path, tmp_path: Path
 ) -> None:

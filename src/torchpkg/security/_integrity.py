@@ -22,7 +22,7 @@ from typing import Any
 
 from torchpkg._archive import SERIALIZATION_ID
 from torchpkg._archive_checks import UnsafeArchiveError
-from torchpkg._archive_reader import ArchiveReader
+from torchpkg._archive_reader import ArchiveReader, RecordViews
 from torchpkg.errors import ArchiveFormatError
 from torchpkg.records import MANIFEST_RECORD, Manifest
 
@@ -129,24 +129,31 @@ def check_integrity(reader: ArchiveReader) -> IntegrityReport:
     """Hash every record of ``reader`` and compare it with the archive's manifest."""
     if not reader.has_record(MANIFEST_RECORD):
         return IntegrityReport(reader.name, has_manifest=False, records={})
+    views = reader.views()  # mapped where the reader can: hashing copies nothing
     try:
-        manifest = Manifest.from_json(reader.read(MANIFEST_RECORD))
+        manifest = Manifest.from_json(bytes(_view(views, MANIFEST_RECORD) or b""))
     except ValueError:  # damaged: nothing it says can be trusted
         return IntegrityReport(reader.name, True, {MANIFEST_RECORD: RecordStatus.ALTERED})
-    views = reader.views()  # mapped where the reader can: hashing copies nothing
     records: dict[str, RecordStatus] = {}
     for name, digest in manifest.digests.items():
         if not reader.has_record(name):
             records[name] = RecordStatus.MISSING
             continue
-        try:
-            same = hashlib.sha256(views.view(name)).hexdigest() == digest
-        except UnsafeArchiveError:
-            raise
-        except ArchiveFormatError:  # its CRC no longer matches: its bytes changed
-            same = False
+        view = _view(views, name)
+        same = view is not None and hashlib.sha256(view).hexdigest() == digest
         records[name] = RecordStatus.VERIFIED if same else RecordStatus.ALTERED
     for name in reader.records():
         if name not in manifest.digests and name not in _UNLISTED:
             records[name] = RecordStatus.EXTRA
     return IntegrityReport(reader.name, True, records)
+
+
+def _view(views: RecordViews, name: str) -> memoryview | None:
+    """The record's bytes; None where the reader found them damaged (they changed).
+    A hostile archive stays an ``UnsafeArchiveError``, not a changed record."""
+    try:
+        return views.view(name)
+    except UnsafeArchiveError:
+        raise
+    except ArchiveFormatError:  # a CRC that no longer matches, a record cut short
+        return None
