@@ -73,6 +73,15 @@ class ArchiveReader(ABC):
     @abstractmethod
     def read(self, name: str) -> bytes: ...
 
+    def read_text(self, name: str) -> str:
+        """A text record (extern list, versions), refused as damaged when it is not UTF-8."""
+        try:
+            return self.read(name).decode()
+        except UnicodeDecodeError as exc:
+            raise ArchiveFormatError(
+                f"{self.name} has a record {name!r} that is not UTF-8 text ({exc}). {_RECOPY}"
+            ) from None
+
     @abstractmethod
     def record_size(self, name: str) -> int:
         """The record's size in bytes once read (uncompressed), without reading it."""
@@ -121,6 +130,11 @@ class RecordViews:
     """Writable record buffers handed out by ``ArchiveReader.views()``."""
 
     view: Callable[[str], memoryview]
+
+
+# Encrypted (bits 0 and 6) and patched (bit 5) records: zipfile cannot read them.
+_UNREADABLE_FLAGS = 0x1 | 0x20 | 0x40
+_READABLE_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 @dataclass
@@ -245,7 +259,7 @@ class ZipArchiveReader(ArchiveReader):
     def _open_zip(self) -> zipfile.ZipFile:
         try:
             return zipfile.ZipFile(self._file)
-        except _ZIP_ERRORS as exc:
+        except (*_ZIP_ERRORS, NotImplementedError) as exc:  # e.g. "zip file version 25.5"
             raise ArchiveFormatError(
                 f"{self.name} {self._diagnose(exc)}. Pass the file PackageExporter wrote; if it "
                 "was copied or downloaded, copy it again."
@@ -267,7 +281,8 @@ class ZipArchiveReader(ArchiveReader):
         return f"has a corrupt zip directory ({exc})"
 
     def _index(self) -> dict[str, _Entry]:
-        infos = [info for info in self._zip.infolist() if not info.is_dir()]
+        # Not is_dir(): it fails on an empty name, which the name checks below refuse.
+        infos = [info for info in self._zip.infolist() if not info.filename.endswith("/")]
         names = {info.filename for info in infos}
         prefix = ""
         tops = {name.partition("/")[0] for name in names}
@@ -291,8 +306,17 @@ class ZipArchiveReader(ArchiveReader):
                     "part: it would stand for another record's file once unpacked. "
                     f"{DISTRUST}"
                 )
-            if info.flag_bits & 0x1:
-                raise self._damaged(f"has an encrypted record {name!r} (packages never are)")
+            if info.flag_bits & _UNREADABLE_FLAGS:
+                raise self._damaged(
+                    f"has an encrypted record {name!r} (or a patched one: packages never are)"
+                )
+            if info.compress_type not in _READABLE_COMPRESSION:
+                raise self._damaged(
+                    f"has a record {name!r} compressed with zip method {info.compress_type}; "
+                    "packages store records, or deflate them when re-zipped"
+                )
+            if info.header_offset < 0:  # zipfile's correction for bytes before the zip
+                raise self._damaged(f"has a record {name!r} that starts before the archive")
             if name in entries:
                 raise UnsafeArchiveError(
                     f"{self.name} has two records named {name!r}: a reader would see one and "

@@ -99,14 +99,26 @@ def replay_globals(data: bytes | bytearray | memoryview) -> list[tuple[str, str]
     """The ``(module, name)`` pairs the unpickler would look up, in order; None if
     the replay fails (a pickle that does something the stand-ins cannot take).
 
-    Exactly what ``find_class`` will be asked, computed names and extension codes
-    included, since the real unpickler reads the opcodes; nothing of the pickle runs.
+    Exactly what ``find_class`` will be asked, computed names included, since the
+    real unpickler reads the opcodes; nothing of the pickle runs. Only for pickles
+    ``scan_references`` accepts (it refuses the memo keys for which the C unpickler
+    would allocate gigabytes) and, if untrusted, that have no extension codes.
     """
     recorder = _Recorder(io.BytesIO(data))
+    # The unpickler takes an extension code it has seen from copyreg's cache, without
+    # find_class: the real function an earlier unpickling cached would be called, and
+    # the stand-in must not stay cached for later ones. Another thread may still fill
+    # the cache meanwhile, hence: no untrusted pickles with extension codes.
+    cache: dict[int, Any] = copyreg._extension_cache  # type: ignore[attr-defined]
+    cached = dict(cache)
+    cache.clear()
     try:
         recorder.load()
     except Exception:  # any failure means: no answer from the replay
         return None
+    finally:
+        cache.clear()
+        cache.update(cached)
     return recorder.found
 
 
@@ -175,7 +187,7 @@ def scan_references(data: bytes | bytearray | memoryview) -> list[GlobalReferenc
     Raises ``ValueError`` for a malformed pickle; a global whose name is built
     at load time is returned with ``module`` and ``name`` set to ``None``.
     """
-    shadow = _ShadowStack()
+    shadow = _ShadowStack(len(data))
     references = []
     for opcode, arg, pos in _genops(data):
         ref = shadow.step(opcode.name, arg, pos)
@@ -191,7 +203,10 @@ class _ShadowStack:
     REDUCE could build a str, but its value is unknown until load time).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
+        # Picklers number memo entries from 0, one per PUT; the C unpickler sizes its memo
+        # by the largest key, so a far larger key is gigabytes of memory, not a pickle.
+        self.max_memo_key = size
         # Like the unpickler: MARK saves the current stack on `metastack` and starts a new one.
         self.stack: list[_Value] = []
         self.metastack: list[list[_Value]] = []
@@ -223,7 +238,13 @@ class _ShadowStack:
         elif name == "MEMOIZE" or name in _PUT_OPS:
             if not self.stack:
                 raise ValueError(f"malformed pickle: {name} at byte {pos} with an empty stack")
-            self.memo[len(self.memo) if name == "MEMOIZE" else arg] = self.stack[-1]
+            key = len(self.memo) if name == "MEMOIZE" else arg
+            if key > self.max_memo_key:
+                raise ValueError(
+                    f"malformed pickle: {name} at byte {pos} writes memo key {key}, more than "
+                    "the pickle has bytes: no pickler numbers its memo that way"
+                )
+            self.memo[key] = self.stack[-1]
         elif name in _GET_OPS:
             if arg not in self.memo:
                 raise ValueError(

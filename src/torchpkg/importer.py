@@ -126,7 +126,7 @@ class PackageImporter(Importer):
         try:
             if verify:  # before anything is read from the archive
                 check_integrity(self.zip_reader).raise_unless_verified()
-            self.extern_modules = self.zip_reader.read(".data/extern_modules").decode().split()
+            self.extern_modules = self.zip_reader.read_text(".data/extern_modules").split()
             disallowed = [name for name in self.extern_modules if not module_allowed(name)]
             if disallowed:
                 raise ImportError(
@@ -276,7 +276,7 @@ class PackageImporter(Importer):
         """The Python version that wrote the package, if it recorded one."""
         if not self.zip_reader.has_record(".data/python_version"):
             return None
-        return self.zip_reader.read(".data/python_version").decode().strip()
+        return self.zip_reader.read_text(".data/python_version").strip()
 
     def environment(self) -> EnvironmentRecord | None:
         """The environment the package was exported in, if it recorded one (torchpkg does)."""

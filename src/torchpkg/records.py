@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchpkg.errors import TorchpkgError
+from torchpkg.errors import ArchiveFormatError, TorchpkgError
 
 __all__ = [
     "ENVIRONMENT_RECORD",
@@ -36,6 +36,7 @@ __all__ = [
     "EnvironmentMismatchWarning",
     "EnvironmentRecord",
     "InternedDistribution",
+    "InvalidRecordError",
     "Manifest",
     "SourceMap",
     "distribution_for_module",
@@ -78,6 +79,11 @@ def installed_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+class InvalidRecordError(ArchiveFormatError, ValueError):
+    """One of torchpkg's records does not parse: the archive was damaged or altered.
+    (A ``ValueError`` too, which is what these records raised before.)"""
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,9 @@ class EnvironmentRecord:
                 interned,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{ENVIRONMENT_RECORD} is not a valid record: {error}") from None
+            raise InvalidRecordError(
+                f"{ENVIRONMENT_RECORD} is not a valid record: {error}"
+            ) from None
 
     def mismatches(self) -> list[EnvironmentMismatch]:
         """What this interpreter has that differs from the record, one entry per difference."""
@@ -279,7 +287,7 @@ class SourceMap:
             parsed: Any = json.loads(data)
             return cls({str(k): (str(v[0]), str(v[1])) for k, v in parsed["files"].items()})
         except (ValueError, KeyError, TypeError, IndexError) as error:
-            raise ValueError(f"{SOURCES_RECORD} is not a valid record: {error}") from None
+            raise InvalidRecordError(f"{SOURCES_RECORD} is not a valid record: {error}") from None
 
     def unchanged_file(self, record: str, source: bytes) -> str | None:
         """The local file ``record`` came from, if it still holds exactly ``source``."""
@@ -317,4 +325,4 @@ class Manifest:
                 raise ValueError(f"unknown digest algorithm {parsed['algorithm']!r}")
             return cls({str(name): str(digest) for name, digest in parsed["records"].items()})
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{MANIFEST_RECORD} is not a valid record: {error}") from None
+            raise InvalidRecordError(f"{MANIFEST_RECORD} is not a valid record: {error}") from None

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import inspect
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from torchpkg._pickle_scan import GlobalReference, replay_globals
+from torchpkg._pickle_scan import GlobalReference, replay_globals, scan_references
 from torchpkg.errors import TorchpkgError
 from torchpkg.mangling import demangle, get_mangle_prefix, is_mangled
 from torchpkg.security._rules import Allowlist, Basis, Risk, Verdict, judge
@@ -70,7 +71,9 @@ class UnsafePickleError(TorchpkgError, pickle.UnpicklingError):
         if reviewable:
             names = ", ".join(f'"{name}"' for name in dict.fromkeys(reviewable))
             lines.append(f"If you trust the extern names above, pass allow=[{names}].")
-        if any(f.verdict.risk is Risk.DANGEROUS for f in self.findings) or problem:
+        if any(f.verdict.risk is Risk.DANGEROUS for f in self.findings) or (
+            problem and before_load
+        ):
             lines.append(
                 "A pickle that needs the dangerous names above can run anything on this "
                 "machine: do not allow them unless you made the package."
@@ -107,12 +110,39 @@ class PickleGuard:
 
     def check_pickle(self) -> None:
         """Refuse the pickle, listing every refused global, before any of it runs."""
-        names = replay_globals(self._data)
+        try:  # the replay only takes what the opcode scan accepts (it bounds the memo)
+            references = scan_references(self._data)
+        except ValueError:
+            names = None
+        else:
+            # The unpickler serves extension codes from a cache, past find_class: a
+            # pickle with any is judged by the scan alone, reference by reference.
+            extension = any(ref.extension_code is not None for ref in references)
+            names = None if extension else replay_globals(self._data)
         if names is not None and all(self.verdict(*pair).allowed for pair in names):
             return
         scan = self._scanned()
         if scan.problem is not None or scan.refused:
             raise UnsafePickleError(self.record, self._archive, scan.refused, problem=scan.problem)
+
+    @contextmanager
+    def loading(self, stream: IO[bytes]) -> Iterator[None]:
+        """Around the load: a pickle that passed the checks and still fails (malformed
+        in a way the scan cannot see, or an allowed function that rejects its
+        arguments) fails with an ``UnsafePickleError``, whatever the unpickler raised."""
+        try:
+            yield
+        except TorchpkgError:
+            raise
+        except Exception as error:
+            raise UnsafePickleError(
+                self.record,
+                self._archive,
+                (),
+                problem=f"failed to load after byte {stream.tell()}: "
+                f"{type(error).__name__}: {error}",
+                before_load=False,
+            ) from error
 
     def check_name(self, module: str, name: str) -> Verdict:
         """``find_class``, before it imports anything."""

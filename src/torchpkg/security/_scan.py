@@ -122,8 +122,10 @@ def scan_pickle(
     except ValueError as error:
         return PickleScan(record, (), f"cannot be read: {error}")
     spelled = {(ref.module, ref.name) for ref in references}
-    # The replay sees what the opcodes alone cannot (it reads them as the unpickler does).
-    replayed = replay_globals(data) or []
+    # The replay sees what the opcodes alone cannot (it reads them as the unpickler does);
+    # not with extension codes, which the unpickler may serve from its cache, unreplayed.
+    extension = any(ref.extension_code is not None for ref in references)
+    replayed = (None if extension else replay_globals(data)) or []
     references += [
         GlobalReference(module, name, "find_class", None)
         for module, name in dict.fromkeys(replayed)
@@ -167,7 +169,7 @@ def is_pickle_record(reader: ArchiveReader, record: str) -> bool:
 def archive_contents(reader: ArchiveReader, *, sources: bool = True) -> Contents:
     """The package's modules as judging needs them; ``sources`` reads packaged modules'
     top-level bindings (the static scan's view of re-exports)."""
-    externs = reader.read(".data/extern_modules").decode().split()
+    externs = reader.read_text(".data/extern_modules").split()
     root = ModuleNode.from_archive(reader.records(), externs)
 
     def is_packaged(module: str) -> bool:
