@@ -277,3 +277,22 @@ def test_killed_export_to_a_file_object_leaves_it_and_the_temp_folder_as_they_we
     kill_mid_export(target, "file", temp)
     assert target.read_bytes() == b"earlier content"
     assert os.listdir(temp) == []
+
+
+# -- what the staging leaves at the target ------------------------------------------------
+
+
+def test_new_target_gets_the_mode_a_plain_open_gives(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        export(tmp_path / "model.pt", records=1, size=1)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "model.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_replaced_target_keeps_its_mode(previous: tuple[Path, bytes]) -> None:
+    target, _ = previous
+    target.chmod(0o640)
+    export(target, records=1, size=1)
+    assert target.stat().st_mode & 0o777 == 0o640
