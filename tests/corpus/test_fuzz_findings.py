@@ -148,9 +148,9 @@ def test_safe_loading_refuses_a_memo_key_past_the_pickle_before_unpickling() -> 
         (pickled(b"G" + struct.pack(">d", 1.5) + b"K\x01a"), "AttributeError"),  # 1.5.append
         (pickled(b"K\x01Q"), "TypeError"),  # a persistent id that is an int
         (pickled(b"C\x02\xff\xfe\x85Q"), "UnicodeDecodeError"),  # ... bytes, not UTF-8
-        (pickled(b"(" + text("storage") + b"K\x01tQ"), "ValueError"),  # ... too short
+        (pickled(b"(" + text("reduce_package") + b"K\x01tQ"), "ValueError"),  # ... too short
     ],
-    ids=["reduce_args", "append_to_float", "int_id", "non_utf8_id", "short_storage_id"],
+    ids=["reduce_args", "append_to_float", "int_id", "non_utf8_id", "short_reduce_id"],
 )
 def test_pickle_that_passes_the_checks_but_fails_to_load_is_an_unsafe_pickle_error(
     pickle_data: bytes, raised: str
