@@ -51,24 +51,40 @@ def test_hostile_seeds_are_refused_by_safe_loading(name: str) -> None:
         assert not outcome.ran_payload
 
 
-@pytest.mark.parametrize("name", sorted(TARGETS))
-@settings(
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(seed_index=st.integers(min_value=0), rng=st.randoms(use_true_random=False))
-def test_mutants_raise_only_typed_errors_and_run_no_payload(
-    name: str, seed_index: int, rng: random.Random
-) -> None:
+def fuzz_settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+def run_mutant(name: str, seed_index: int, rng: random.Random) -> None:
     target = TARGETS[name]
     seeds = target.seeds()
     data = target.mutate(rng, seeds[seed_index % len(seeds)], seeds)
     outcome = run_input(target, data)
     assert not outcome.finding, describe(target, data, outcome)
     assert outcome.error is None or isinstance(outcome.error, EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(set(TARGETS) - {"inspect_cli"}))
+@fuzz_settings(200)
+@given(seed_index=st.integers(min_value=0), rng=st.randoms(use_true_random=False))
+def test_mutants_raise_only_typed_errors_and_run_no_payload(
+    name: str, seed_index: int, rng: random.Random
+) -> None:
+    run_mutant(name, seed_index, rng)
+
+
+@fuzz_settings(30)  # ten commands per input
+@given(seed_index=st.integers(min_value=0), rng=st.randoms(use_true_random=False))
+def test_inspect_commands_on_mutants_end_with_their_exit_codes(
+    seed_index: int, rng: random.Random
+) -> None:
+    run_mutant("inspect_cli", seed_index, rng)
 
 
 @pytest.mark.parametrize("path", KEPT, ids=[path.stem for path in KEPT])
