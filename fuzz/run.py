@@ -84,7 +84,8 @@ class Job:
 
 
 def worker(index: int, job: Job, findings: Any, progress: Any, counts: Any) -> None:
-    """Mutate and run until the deadline; report findings and counts to the parent."""
+    """Mutate and run until the deadline; report findings, and count executions in
+    ``counts`` (one slot per worker and target: a respawned worker goes on counting)."""
     if job.memory_mb:
         limit = job.memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -94,22 +95,20 @@ def worker(index: int, job: Job, findings: Any, progress: Any, counts: Any) -> N
     targets = [_fuzz.TARGETS[name] for name in job.names]
     seeds = {target.name: target.seeds() for target in targets}
     current = Path(job.out) / f".current-{index}"
-    done = dict.fromkeys(job.names, 0)
     turn = 0
     while time.time() < job.deadline:
-        target = targets[turn % len(targets)]
+        slot = turn % len(targets)
+        target = targets[slot]
         turn += 1
         pool = seeds[target.name]
         data = target.mutate(rng, rng.choice(pool), pool)
         # Kept until the next input: what the parent saves if this one kills the worker.
         current.write_bytes(target.name.encode() + b"\n" + data)
         outcome = _fuzz.run_input(target, data, job.seconds)
-        done[target.name] += 1
+        counts[index * len(targets) + slot] += 1
         progress[index] = time.time()
         if outcome.finding:
             findings.put(classify(target.name, data, outcome.error, outcome.ran_payload))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    counts.put((done, usage.ru_utime + usage.ru_stime))
 
 
 def save(out: Path, finding: Finding, totals: Totals, keep: int) -> None:
@@ -138,10 +137,11 @@ def run(args: argparse.Namespace) -> Totals:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch
-    findings, counts = context.Queue(), context.Queue()
+    findings = context.Queue()
     start = time.time()
     deadline = start + args.seconds
     progress = context.Array("d", [start] * args.workers)
+    counts = context.Array("q", args.workers * len(args.targets), lock=False)
     totals = Totals(dict.fromkeys(args.targets, 0))
     job = Job(args.targets, deadline, args.timeout, str(out), args.memory_mb)
 
@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> Totals:
         return process
 
     workers = [spawn(index) for index in range(args.workers)]
+    ended: set[int] = set()  # workers that died and were not started again
     stuck_after = args.timeout * _STUCK_FACTOR
     while any(process.is_alive() for process in workers) or not findings.empty():
         try:
@@ -162,8 +163,9 @@ def run(args: argparse.Namespace) -> Totals:
         except queue.Empty:
             pass
         for index, process in enumerate(workers):
-            stuck = process.is_alive() and time.time() - progress[index] > stuck_after
-            if stuck:
+            if index in ended:
+                continue
+            if process.is_alive() and time.time() - progress[index] > stuck_after:
                 process.kill()
                 process.join()
                 save(out, crash(out, index, None), totals, args.keep)
@@ -173,14 +175,14 @@ def run(args: argparse.Namespace) -> Totals:
                 continue
             if time.time() < deadline - 5:
                 workers[index] = spawn(index)
-    while True:
-        try:
-            done, cpu = counts.get(timeout=1)
-        except queue.Empty:
-            break
-        totals.cpu_seconds += cpu
-        for name, count in done.items():
-            totals.executions[name] += count
+            else:
+                ended.add(index)
+    for process in workers:
+        process.join()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # every worker, killed ones too
+    totals.cpu_seconds = usage.ru_utime + usage.ru_stime
+    for number, count in enumerate(counts):
+        totals.executions[args.targets[number % len(args.targets)]] += count
     return totals
 
 
