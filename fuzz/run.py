@@ -95,6 +95,15 @@ def worker(index: int, job: Job, findings: Any, progress: Any, counts: Any) -> N
     targets = [_fuzz.TARGETS[name] for name in job.names]
     seeds = {target.name: target.seeds() for target in targets}
     current = Path(job.out) / f".current-{index}"
+    last: list[tuple[str, bytes]] = [("-", b"")]
+
+    def printed(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        """An error the interpreter printed instead of raising (a dealloc that found its
+        object still in use): kept with the input that was running, its cause maybe earlier."""
+        name, data = last[0]
+        findings.put(Finding(name, f"printed-{kind.__name__}", "-", data, f"{kind}: {error}"))
+
+    sys.excepthook = printed
     turn = 0
     while time.time() < job.deadline:
         slot = turn % len(targets)
@@ -104,6 +113,7 @@ def worker(index: int, job: Job, findings: Any, progress: Any, counts: Any) -> N
         data = target.mutate(rng, rng.choice(pool), pool)
         # Kept until the next input: what the parent saves if this one kills the worker.
         current.write_bytes(target.name.encode() + b"\n" + data)
+        last[0] = (target.name, data)
         outcome = _fuzz.run_input(target, data, job.seconds)
         counts[index * len(targets) + slot] += 1
         progress[index] = time.time()
