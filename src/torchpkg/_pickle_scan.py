@@ -207,6 +207,10 @@ class _ShadowStack:
         # Picklers number memo entries from 0, one per PUT; the C unpickler sizes its memo
         # by the largest key, so a far larger key is gigabytes of memory, not a pickle.
         self.max_memo_key = size
+        # Where the current FRAME ends: picklers end frames between opcodes. One that
+        # ends inside an opcode makes the C unpickler of Python 3.10 and 3.11 raise
+        # MemoryError and leave a freed buffer exported.
+        self.frame_end: int | None = None
         # Like the unpickler: MARK saves the current stack on `metastack` and starts a new one.
         self.stack: list[_Value] = []
         self.metastack: list[list[_Value]] = []
@@ -214,7 +218,16 @@ class _ShadowStack:
 
     def step(self, name: str, arg: Any, pos: int | None) -> GlobalReference | None:
         """Apply opcode ``name``; return the global it references, if any."""
-        if name in _STRING_OPS:
+        if self.frame_end is not None and pos is not None and pos >= self.frame_end:
+            if pos > self.frame_end:
+                raise ValueError(
+                    f"malformed pickle: the opcode before byte {pos} runs past the end of "
+                    f"its frame at byte {self.frame_end}"
+                )
+            self.frame_end = None
+        if name == "FRAME" and pos is not None:
+            self.frame_end = pos + 9 + arg  # the opcode, its 8-byte length, the frame
+        elif name in _STRING_OPS:
             self.stack.append(arg)
         elif name in ("GLOBAL", "INST"):
             module, _, qualname = str(arg).partition(" ")

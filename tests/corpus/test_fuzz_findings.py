@@ -131,6 +131,17 @@ def test_pickle_with_a_memo_key_past_its_length_is_malformed_to_the_scan() -> No
         scan_references(HUGE_MEMO_KEY)
 
 
+# A FRAME of 5 bytes that ends inside the 8-byte length of the BYTEARRAY8 it holds.
+STRADDLED_FRAME = b"\x80\x05\x95" + struct.pack("<Q", 5) + b"\x96" + struct.pack("<Q", 2) + b"ab."
+
+
+def test_pickle_with_an_opcode_past_the_end_of_its_frame_is_malformed_to_the_scan() -> None:
+    """Was: the replay's C unpickler (Python 3.10, 3.11) raised MemoryError for such a
+    pickle of 177 bytes, and printed that it freed a bytearray still exported."""
+    with pytest.raises(ValueError, match="past the end of its frame at byte 16"):
+        scan_references(STRADDLED_FRAME)
+
+
 def test_safe_loading_refuses_a_memo_key_past_the_pickle_before_unpickling() -> None:
     archive = io.BytesIO(package(**{"pkg/data.pkl": HUGE_MEMO_KEY}))
     with (
