@@ -61,10 +61,13 @@ class Totals:
     cpu_seconds: float = 0.0
 
 
-def classify(target: str, data: bytes, error: BaseException | None, ran: bool) -> Finding:
-    if ran:
+def classify(target: str, data: bytes, outcome: Any) -> Finding:
+    """A finding from an ``_fuzz.Outcome``: its kind and where it came from."""
+    if outcome.ran_payload:
         return Finding(target, "payload-ran", "-", data, "a payload created its sentinel file")
-    assert error is not None
+    if outcome.printed:
+        return Finding(target, "printed", "-", data, "\n".join(outcome.printed))
+    error = outcome.error
     frames = traceback.extract_tb(error.__traceback__)
     ours = [f for f in frames if "torchpkg" in f.filename] or frames
     where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "-"
@@ -95,15 +98,6 @@ def worker(index: int, job: Job, findings: Any, progress: Any, counts: Any) -> N
     targets = [_fuzz.TARGETS[name] for name in job.names]
     seeds = {target.name: target.seeds() for target in targets}
     current = Path(job.out) / f".current-{index}"
-    last: list[tuple[str, bytes]] = [("-", b"")]
-
-    def printed(kind: type[BaseException], error: BaseException, tb: Any) -> None:
-        """An error the interpreter printed instead of raising (a dealloc that found its
-        object still in use): kept with the input that was running, its cause maybe earlier."""
-        name, data = last[0]
-        findings.put(Finding(name, f"printed-{kind.__name__}", "-", data, f"{kind}: {error}"))
-
-    sys.excepthook = printed
     turn = 0
     while time.time() < job.deadline:
         slot = turn % len(targets)
@@ -113,12 +107,11 @@ def worker(index: int, job: Job, findings: Any, progress: Any, counts: Any) -> N
         data = target.mutate(rng, rng.choice(pool), pool)
         # Kept until the next input: what the parent saves if this one kills the worker.
         current.write_bytes(target.name.encode() + b"\n" + data)
-        last[0] = (target.name, data)
         outcome = _fuzz.run_input(target, data, job.seconds)
         counts[index * len(targets) + slot] += 1
         progress[index] = time.time()
         if outcome.finding:
-            findings.put(classify(target.name, data, outcome.error, outcome.ran_payload))
+            findings.put(classify(target.name, data, outcome))
 
 
 def save(out: Path, finding: Finding, totals: Totals, keep: int) -> None:
@@ -220,6 +213,7 @@ def replay(path: Path, seconds: float) -> int:
     if outcome.error is not None:
         traceback.print_exception(outcome.error)
     print(f"{name}: finding={outcome.finding} ran_payload={outcome.ran_payload}")
+    print("\n".join(outcome.printed))
     return 1 if outcome.finding else 0
 
 
@@ -235,7 +229,7 @@ def minimize(path: Path, seconds: float) -> int:
         outcome = _fuzz.run_input(target, data, seconds)
         if not outcome.finding:
             return None
-        return classify(name, data, outcome.error, outcome.ran_payload).key
+        return classify(name, data, outcome).key
 
     data = path.read_bytes()
     wanted = key(data)
@@ -271,8 +265,8 @@ def run_atheris(args: argparse.Namespace) -> int:
 
     def one_input(data: bytes) -> None:
         outcome = _fuzz.run_input(target, data, None)  # libFuzzer's -timeout owns SIGALRM
-        if outcome.ran_payload:
-            raise RuntimeError("a payload ran")
+        if outcome.ran_payload or outcome.printed:
+            raise RuntimeError(f"a payload ran, or the interpreter printed {outcome.printed}")
         if outcome.finding:
             assert outcome.error is not None
             raise outcome.error

@@ -24,6 +24,7 @@ import pickletools
 import random
 import signal
 import struct
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -491,27 +492,29 @@ def scan_pickle(data: bytes) -> None:
     pickle; the replay (of what the scan accepts) returns None rather than raise."""
     try:
         scan_references(data)
-        scan_globals(data)
     except ValueError:
         return
+    with contextlib.suppress(ValueError):  # a name built at load time
+        scan_globals(data)
     replay_globals(data)
 
 
-_STORAGES: dict[str, bytes] = {}
+@functools.cache
+def _storages() -> dict[str, bytes]:
+    """The storage records of the seed with tensors (none without torch)."""
+    with_tensors = torch_package()
+    if with_tensors is None:
+        return {}
+    with zipfile.ZipFile(io.BytesIO(with_tensors)) as archive:
+        return {
+            name.partition("/")[2]: archive.read(name)
+            for name in archive.namelist()
+            if name.endswith(".storage")
+        }
 
 
 def _pickle_package(data: bytes) -> bytes:
-    if not _STORAGES:
-        with_tensors = torch_package()
-        if with_tensors is not None:
-            with zipfile.ZipFile(io.BytesIO(with_tensors)) as archive:
-                _STORAGES.update(
-                    (name.partition("/")[2], archive.read(name))
-                    for name in archive.namelist()
-                    if name.endswith(".storage")
-                )
-        _STORAGES.setdefault(".data/none", b"")
-    return package({"pkg/data.pkl": data, **_STORAGES})
+    return package({"pkg/data.pkl": data, **_storages()})
 
 
 @dataclass(frozen=True)
@@ -544,14 +547,17 @@ TARGETS = {
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one input did: ``error`` is None when it was fine."""
+    """What one input did: ``error`` is None when it was fine. ``printed`` holds errors
+    the interpreter printed instead of raising (a dealloc that found its object in use)."""
 
     error: BaseException | None
     ran_payload: bool = False
+    printed: tuple[str, ...] = ()
 
     @property
     def finding(self) -> bool:
-        return self.ran_payload or (self.error is not None and not isinstance(self.error, EXPECTED))
+        untyped = self.error is not None and not isinstance(self.error, EXPECTED)
+        return self.ran_payload or bool(self.printed) or untyped
 
 
 def run_input(target: Target, data: bytes, seconds: float | None = 10.0) -> Outcome:
@@ -561,6 +567,9 @@ def run_input(target: Target, data: bytes, seconds: float | None = 10.0) -> Outc
     copyreg_code = _register_extension()
     error: BaseException | None = None
     limit = time_limit(seconds) if seconds is not None else contextlib.nullcontext()
+    printed: list[str] = []
+    excepthook = sys.excepthook
+    sys.excepthook = lambda kind, value, tb: printed.append(f"{kind.__name__}: {value}")
     try:
         with warnings.catch_warnings(), limit:
             warnings.simplefilter("ignore")  # environment mismatch warnings are fine
@@ -568,10 +577,11 @@ def run_input(target: Target, data: bytes, seconds: float | None = 10.0) -> Outc
     except (Exception, Hang) as exc:
         error = exc
     finally:
+        sys.excepthook = excepthook
         _unregister_extension(copyreg_code)
     ran = os.path.exists(SENTINEL)
     Path(SENTINEL).unlink(missing_ok=True)
-    return Outcome(error, ran)
+    return Outcome(error, ran, tuple(printed))
 
 
 def _register_extension() -> bool:

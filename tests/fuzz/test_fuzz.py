@@ -28,6 +28,8 @@ KEPT = sorted((Path(__file__).parent.parent / "corpus" / "fuzz").glob("*.bin"))
 def describe(target: Target, data: bytes, outcome: Outcome) -> str:
     if outcome.ran_payload:
         return f"{target.name} ran a payload for input {data!r}"
+    if outcome.printed:
+        return f"{target.name} made the interpreter print {outcome.printed} for input {data!r}"
     assert outcome.error is not None
     trace = "".join(traceback.format_exception(outcome.error))
     return f"{target.name} raised {type(outcome.error).__name__} for input {data!r}:\n{trace}"
