@@ -32,7 +32,8 @@ __all__ = ["PickleGuard", "UnsafePickleError"]
 
 
 class UnsafePickleError(TorchpkgError, pickle.UnpicklingError):
-    """Safe loading refused a pickle: it references globals that are not allowed.
+    """Safe loading refused a pickle: it references globals that are not allowed,
+    or it is malformed, or it failed while loading (``problem`` says which).
 
     ``findings`` lists every refused global with the offset of the opcode that
     names it; ``offset`` and ``global_name`` are those of the first.
