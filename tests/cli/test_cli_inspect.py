@@ -11,6 +11,7 @@ import pytest
 from _archives import write_records
 from _cli import Package
 from _hostile import CASES, archive_bytes, hostile_pickle
+from _tamper import replace
 from torchpkg import PackageExporter
 from torchpkg.cli import main
 from torchpkg.records import installed_version
@@ -127,3 +128,16 @@ def test_verify_allow_implies_safe_loading(
     assert main(["verify", str(path), "--pickles", "--allow", "collections.*"]) == 1
     assert "UnsafePickleError" in capsys.readouterr().err
     assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("command", ["info", "diff"])
+@pytest.mark.parametrize("record", [".data/extern_modules", ".data/python_version"])
+def test_text_record_that_is_not_utf8_is_one_line_saying_so(
+    package: Package, command: str, record: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replace(package.path, record, b"\xff\xfe not text")
+    args = [command, str(package.path)] + ([str(package.path)] if command == "diff" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{record!r} that is not UTF-8 text" in err
+    assert "Traceback" not in err

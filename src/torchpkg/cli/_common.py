@@ -111,7 +111,14 @@ def packaged_modules(reader: ArchiveReader) -> list[PackagedModule]:
 def extern_modules(reader: ArchiveReader) -> list[str]:
     if not reader.has_record(".data/extern_modules"):
         return []
-    return reader.read(".data/extern_modules").decode().split()
+    return reader.read_text(".data/extern_modules").split()
+
+
+def python_version(reader: ArchiveReader) -> str | None:
+    """The Python version the package was written with, where it records one."""
+    if not reader.has_record(".data/python_version"):
+        return None
+    return reader.read_text(".data/python_version").strip()
 
 
 def storage_records(reader: ArchiveReader) -> list[str]:

@@ -18,6 +18,7 @@ from torchpkg.cli._common import (
     open_package,
     packaged_modules,
     pickle_records,
+    python_version,
     storage_records,
 )
 from torchpkg.records import (
@@ -157,8 +158,9 @@ def _resources(a: ArchiveReader, b: ArchiveReader) -> list[Change]:
 def _environment(a: ArchiveReader, b: ArchiveReader) -> list[Change]:
     def versions(reader: ArchiveReader) -> dict[str, str]:
         found = {}
-        if reader.has_record(".data/python_version"):
-            found["python"] = reader.read(".data/python_version").decode().strip()
+        python = python_version(reader)
+        if python is not None:
+            found["python"] = python
         if reader.has_record(ENVIRONMENT_RECORD):
             record = EnvironmentRecord.from_json(reader.read(ENVIRONMENT_RECORD))
             found["torch"] = record.torch or "not installed"

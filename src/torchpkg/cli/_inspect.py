@@ -16,6 +16,7 @@ from torchpkg.cli._common import (
     open_package,
     packaged_modules,
     pickle_records,
+    python_version,
     storage_records,
 )
 from torchpkg.file_tree import directory_from_records
@@ -70,11 +71,7 @@ def package_info(path: str) -> PackageInfo:
             if reader.has_record(ENVIRONMENT_RECORD)
             else None
         )
-        python = (
-            reader.read(".data/python_version").decode().strip()
-            if reader.has_record(".data/python_version")
-            else None
-        )
+        python = python_version(reader)
         return PackageInfo(
             package=path,
             format_version=reader.version(),
