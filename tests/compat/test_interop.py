@@ -105,6 +105,14 @@ def _make_net(source_tree: SourceTree) -> tuple[str, Any]:
     return pkg, importlib.import_module(f"{pkg}.model").Net()
 
 
+def _save_net(exporter: Any, pkg: str, net: Any) -> set[str]:
+    """Intern ``pkg`` and pickle ``net`` as model/model.pkl; the modules interned."""
+    with exporter as open_exporter:
+        open_exporter.intern(_everything_in(pkg))
+        open_exporter.save_pickle("model", "model.pkl", net)
+        return set(open_exporter.interned_modules())
+
+
 # --- modules with classes ------------------------------------------------------------
 
 
@@ -112,9 +120,7 @@ def test_module_subclass_using_another_packaged_module_gives_equal_outputs(
     direction: Direction, source_tree: SourceTree, archive: Path, load: Load
 ) -> None:
     pkg, net = _make_net(source_tree)
-    with direction.exporter(str(archive)) as exporter:
-        exporter.intern(_everything_in(pkg))
-        exporter.save_pickle("model", "model.pkl", net)
+    _save_net(direction.exporter(str(archive)), pkg, net)
 
     loaded = load(direction.importer, archive).load_pickle("model", "model.pkl")
 
@@ -403,16 +409,13 @@ def test_model_loaded_from_torch_archive_reexported_by_torchpkg_loads_in_torch_p
 ) -> None:
     pkg, net = _make_net(source_tree)
     first, second = tmp_path / "first.pt", tmp_path / "second.pt"
-    with tp.PackageExporter(str(first)) as exporter:
-        exporter.intern(_everything_in(pkg))
-        exporter.save_pickle("model", "model.pkl", net)
+    _save_net(tp.PackageExporter(str(first)), pkg, net)
     ours = load(torchpkg.PackageImporter, first)
     reloaded = ours.load_pickle("model", "model.pkl")
 
-    with torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer)) as exporter:
-        exporter.intern(_everything_in(pkg))
-        exporter.save_pickle("model", "model.pkl", reloaded)
-        interned = set(exporter.interned_modules())
+    interned = _save_net(
+        torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer)), pkg, reloaded
+    )
     theirs = tp.PackageImporter(str(second))
     final = theirs.load_pickle("model", "model.pkl")
 
@@ -430,9 +433,7 @@ def test_torch_package_loads_a_torchpkg_archive_and_lists_its_manifest_as_a_data
     source_tree: SourceTree, archive: Path
 ) -> None:
     pkg, net = _make_net(source_tree)
-    with torchpkg.PackageExporter(archive) as exporter:
-        exporter.intern(_everything_in(pkg))
-        exporter.save_pickle("model", "model.pkl", net)
+    _save_net(torchpkg.PackageExporter(archive), pkg, net)
     theirs = tp.PackageImporter(str(archive))
     x = torch.randn(5, 4)
     assert torch.equal(theirs.load_pickle("model", "model.pkl")(x), net(x))
@@ -443,9 +444,7 @@ def test_a_torch_package_archive_is_unverified_in_torchpkg(
     source_tree: SourceTree, archive: Path
 ) -> None:
     pkg, net = _make_net(source_tree)
-    with tp.PackageExporter(str(archive)) as exporter:
-        exporter.intern(_everything_in(pkg))
-        exporter.save_pickle("model", "model.pkl", net)
+    _save_net(tp.PackageExporter(str(archive)), pkg, net)
     with pytest.raises(torchpkg.UnverifiedArchiveError):
         torchpkg.PackageImporter(archive, verify=True)
     with torchpkg.PackageImporter(archive) as ours:
@@ -457,13 +456,13 @@ def test_a_torch_package_archive_reexported_by_torchpkg_gains_a_manifest(
 ) -> None:
     pkg, net = _make_net(source_tree)
     first, second = tmp_path / "first.pt", tmp_path / "second.pt"
-    with tp.PackageExporter(str(first)) as exporter:
-        exporter.intern(_everything_in(pkg))
-        exporter.save_pickle("model", "model.pkl", net)
+    _save_net(tp.PackageExporter(str(first)), pkg, net)
     ours = load(torchpkg.PackageImporter, first)
-    with torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer)) as exporter:
-        exporter.intern(_everything_in(pkg))
-        exporter.save_pickle("model", "model.pkl", ours.load_pickle("model", "model.pkl"))
+    _save_net(
+        torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer)),
+        pkg,
+        ours.load_pickle("model", "model.pkl"),
+    )
     with torchpkg.PackageImporter(second, verify=True) as verified:
         x = torch.randn(5, 4)
         assert torch.equal(verified.load_pickle("model", "model.pkl")(x), net(x))

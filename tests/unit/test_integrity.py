@@ -71,6 +71,14 @@ def archive(tmp_path: Path, top: str) -> Path:
     return path
 
 
+def unzipped(archive: Path, tmp_path: Path) -> Path:
+    """The package folder of ``archive`` unpacked under ``tmp_path``."""
+    folder = tmp_path / "unzipped"
+    shutil.unpack_archive(archive, folder, "zip")
+    (package,) = folder.iterdir()
+    return package
+
+
 # --- the manifest the exporter writes ---------------------------------------------------
 
 
@@ -166,9 +174,7 @@ def test_verify_true_loads_an_archive_that_matches_its_manifest(archive: Path) -
 def test_verify_true_loads_an_unzipped_package_that_matches_its_manifest(
     archive: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "unzipped"
-    shutil.unpack_archive(archive, folder, "zip")
-    (package,) = folder.iterdir()
+    package = unzipped(archive, tmp_path)
     with PackageImporter(package, verify=True) as importer:
         assert importer.load_pickle("obj", "thing.pkl").value == 42
 
@@ -259,9 +265,7 @@ def test_a_record_changed_in_place_is_altered_whether_mapped_or_read(
 def test_a_symlink_planted_after_open_is_refused_not_reported_as_altered(
     archive: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "unzipped"
-    shutil.unpack_archive(archive, folder, "zip")
-    (package,) = folder.iterdir()
+    package = unzipped(archive, tmp_path)
     reader = DirectoryArchiveReader(package)
     readme = package / "notes" / "readme.txt"
     readme.unlink()
@@ -290,9 +294,7 @@ def test_a_manifest_changed_in_place_is_reported_as_altered(archive: Path, mmap:
 def test_a_file_added_to_an_unzipped_package_is_reported_as_extra(
     archive: Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "unzipped"
-    shutil.unpack_archive(archive, folder, "zip")
-    (package,) = folder.iterdir()
+    package = unzipped(archive, tmp_path)
     (package / "notes" / "planted.txt").write_text("added")
     with pytest.raises(IntegrityError) as info:
         PackageImporter(package, verify=True)
