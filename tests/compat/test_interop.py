@@ -404,18 +404,24 @@ def test_future_annotations_dataclass_fails_in_torch_package_but_loads_in_torchp
 # --- re-export -------------------------------------------------------------------------
 
 
-def test_model_loaded_from_torch_archive_reexported_by_torchpkg_loads_in_torch_package(
+def _reexport_torch_package_archive(
     source_tree: SourceTree, tmp_path: Path, load: Load
-) -> None:
+) -> tuple[str, Any, Path, set[str]]:
+    """Export the net with torch.package, load it with torchpkg and export it again
+    with torchpkg: the package, the original net, the second archive and what it interned."""
     pkg, net = _make_net(source_tree)
     first, second = tmp_path / "first.pt", tmp_path / "second.pt"
     _save_net(tp.PackageExporter(str(first)), pkg, net)
     ours = load(torchpkg.PackageImporter, first)
     reloaded = ours.load_pickle("model", "model.pkl")
+    exporter = torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer))
+    return pkg, net, second, _save_net(exporter, pkg, reloaded)
 
-    interned = _save_net(
-        torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer)), pkg, reloaded
-    )
+
+def test_model_loaded_from_torch_archive_reexported_by_torchpkg_loads_in_torch_package(
+    source_tree: SourceTree, tmp_path: Path, load: Load
+) -> None:
+    pkg, net, second, interned = _reexport_torch_package_archive(source_tree, tmp_path, load)
     theirs = tp.PackageImporter(str(second))
     final = theirs.load_pickle("model", "model.pkl")
 
@@ -454,15 +460,7 @@ def test_a_torch_package_archive_is_unverified_in_torchpkg(
 def test_a_torch_package_archive_reexported_by_torchpkg_gains_a_manifest(
     source_tree: SourceTree, tmp_path: Path, load: Load
 ) -> None:
-    pkg, net = _make_net(source_tree)
-    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
-    _save_net(tp.PackageExporter(str(first)), pkg, net)
-    ours = load(torchpkg.PackageImporter, first)
-    _save_net(
-        torchpkg.PackageExporter(second, importer=(ours, torchpkg.sys_importer)),
-        pkg,
-        ours.load_pickle("model", "model.pkl"),
-    )
+    _, net, second, _ = _reexport_torch_package_archive(source_tree, tmp_path, load)
     with torchpkg.PackageImporter(second, verify=True) as verified:
         x = torch.randn(5, 4)
         assert torch.equal(verified.load_pickle("model", "model.pkl")(x), net(x))
