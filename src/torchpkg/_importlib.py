@@ -56,8 +56,7 @@ class PackageLoader(importlib.abc.Loader):
         return self._importer.is_package(fullname)
 
     def get_resource_reader(self, fullname: str) -> PackageResourceReader:
-        name = self._importer.demangle(fullname)
-        return PackageResourceReader(self._importer.zip_reader, name.replace(".", "/"))
+        return self._importer.resource_reader(self._importer.demangle(fullname))
 
     def __repr__(self) -> str:
         return f"<PackageLoader of {self._importer.id()} ({self._importer.filename})>"

@@ -256,6 +256,11 @@ class PackageImporter(Importer):
             return None
         if not node.is_package:
             raise TypeError(f"{name!r} is not a package")
+        return self.resource_reader(name)
+
+    def resource_reader(self, name: str) -> PackageResourceReader:
+        """The reader of the files below ``name``'s folder in the archive, unchecked
+        (the modules' loader hands it to importlib.resources)."""
         # In an unzipped package the resources are files: resource_path finds them.
         folder = self.filename if isinstance(self.zip_reader, DirectoryArchiveReader) else None
         return PackageResourceReader(
