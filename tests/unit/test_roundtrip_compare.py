@@ -7,13 +7,18 @@ re-imports the module and sees the value in the source, 0).
 
 from __future__ import annotations
 
+import enum
+import functools
+import gc
 import importlib
+import weakref
 from types import ModuleType
 from typing import Any
 
 import pytest
 
 from torchpkg.roundtrip import Diagnostic, DiagnosticKind, RoundtripResult, Verdict, roundtrip
+from torchpkg.roundtrip._compare import Tolerance, compare_values
 
 torch = pytest.importorskip("torch")
 
@@ -251,3 +256,185 @@ def test_many_differing_leaves_are_summarised_after_the_first_five(source_tree: 
     found = mismatches(result, DiagnosticKind.OUTPUT_MISMATCH)
     assert [d.location for d in found] == [f"output[{i}]" for i in range(5)] + [None]
     assert found[-1].message == "3 more differences: output[5], output[6], output[7]"
+
+
+# --- objects without value equality ------------------------------------------------------
+
+FLOW = """
+    import torch
+    from torch import distributions, nn
+
+    SHIFT = 0.0
+
+
+    class Shift(distributions.Transform):
+        \"\"\"Like zuko's transforms: torch's Transform.__eq__ is identity.\"\"\"
+
+        bijective = True
+        domain = codomain = distributions.constraints.real
+
+        def __init__(self, shift):
+            super().__init__()
+            self.shift = shift
+
+        def _call(self, x):
+            return x + self.shift
+
+
+    class Flow(nn.Module):
+        def forward(self, x):
+            base = distributions.Normal(x, torch.ones_like(x))
+            return distributions.TransformedDistribution(base, [Shift(x + SHIFT)])
+"""
+
+
+class Identity:
+    """A class whose ``__eq__`` is identity, as torch.distributions.Transform's is."""
+
+    def __init__(self, **state: Any) -> None:
+        vars(self).update(state)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+    def method(self) -> None:
+        pass
+
+
+class Cached:
+    """Equal by ``value``; ``cache`` is not part of its value."""
+
+    def __init__(self, value: int, cache: object) -> None:
+        self.value = value
+        self.cache = cache
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cached) and self.value == other.value
+
+    __hash__ = object.__hash__
+
+
+def paths(original: Any, clone: Any) -> list[str]:
+    return [difference.path for difference in compare_values(original, clone, Tolerance())]
+
+
+def normal_through_affine(loc: float) -> Any:
+    base = torch.distributions.Normal(torch.full((3,), loc), torch.ones(3))
+    affine = torch.distributions.AffineTransform(torch.ones(3), 2.0)
+    return torch.distributions.TransformedDistribution(base, [affine])
+
+
+def test_objects_with_identity_eq_and_equal_state_are_equal() -> None:
+    assert paths(Identity(shift=torch.ones(2)), Identity(shift=torch.ones(2))) == []
+
+
+def test_a_state_difference_is_reported_by_its_attribute_path() -> None:
+    original = Identity(transforms=[Identity(shift=torch.ones(2))])
+    clone = Identity(transforms=[Identity(shift=torch.zeros(2))])
+    assert paths(original, clone) == ["output.transforms[0].shift"]
+
+
+def test_a_missing_attribute_is_reported_on_its_object() -> None:
+    [difference] = compare_values(Identity(a=1, b=2), Identity(a=1), Tolerance())
+    assert difference.path == "output"
+    assert "only the original has ['b']" in difference.message
+
+
+def test_the_clones_copy_of_a_class_compares_by_state() -> None:
+    packaged = type("Identity", (Identity,), {"__module__": "<torch_package_7>.models"})
+    mine = type("Identity", (Identity,), {"__module__": "models"})
+    assert paths(mine(x=1), packaged(x=1)) == []
+    assert paths(mine(x=1), packaged(x=2)) == ["output.x"]
+
+
+def test_torch_distributions_compare_equal_with_an_equal_fresh_one() -> None:
+    assert paths(normal_through_affine(0.0), normal_through_affine(0.0)) == []
+
+
+def test_torch_distributions_differ_at_the_differing_parameter() -> None:
+    assert paths(normal_through_affine(0.0), normal_through_affine(1.0)) == ["output.base_dist.loc"]
+
+
+def test_eq_saying_equal_wins_over_a_differing_cache() -> None:
+    assert paths(Cached(1, cache=[1]), Cached(1, cache=[2])) == []
+
+
+def test_eq_saying_unequal_with_a_differing_state_is_a_difference() -> None:
+    assert paths(Cached(1, cache=None), Cached(2, cache=None)) == ["output.value"]
+
+
+def test_objects_without_state_differ_unless_eq_says_equal() -> None:
+    [difference] = compare_values(object(), object(), Tolerance())
+    assert difference.path == "output"
+
+
+def test_functions_compare_by_demangled_name() -> None:
+    def local() -> None:
+        pass
+
+    packaged = type(local)(local.__code__, {})
+    packaged.__module__ = f"<torch_package_7>.{local.__module__}"
+    packaged.__qualname__ = local.__qualname__
+    assert paths(local, packaged) == []
+    assert paths(len, len) == []
+    assert paths(len, abs) == ["output"]
+
+
+def test_bound_methods_compare_their_functions_and_objects() -> None:
+    assert paths(Identity(x=1).method, Identity(x=1).method) == []
+    assert paths(Identity(x=1).method, Identity(x=2).method) == ["output.__self__.x"]
+
+
+def test_partials_compare_function_arguments_and_keywords() -> None:
+    assert paths(functools.partial(max, 1, key=abs), functools.partial(max, 1, key=abs)) == []
+    assert paths(functools.partial(max, 1, key=abs), functools.partial(max, 2, key=abs)) == [
+        "output.args[0]"
+    ]
+    assert paths(functools.partial(max, key=abs), functools.partial(max, key=len)) == [
+        "output.keywords['key']"
+    ]
+
+
+def test_weakrefs_compare_their_referents() -> None:
+    one, same, other = Identity(x=1), Identity(x=1), Identity(x=2)
+    assert paths(weakref.ref(one), weakref.ref(same)) == []
+    assert paths(weakref.ref(one), weakref.ref(other)) == ["output().x"]
+
+
+def test_a_dead_weakref_equals_only_a_dead_one() -> None:
+    dead, also_dead = weakref.ref(Identity()), weakref.ref(Identity())
+    gc.collect()
+    alive = Identity()
+    assert paths(dead, also_dead) == []
+    assert paths(dead, weakref.ref(alive)) == ["output()"]
+
+
+def test_sizes_dtypes_and_devices_compare_as_values() -> None:
+    assert paths(torch.Size([2, 3]), torch.Size([2, 3])) == []
+    [difference] = compare_values(torch.Size([2]), torch.Size([3]), Tolerance())
+    assert difference.message == "torch.Size([2]) vs torch.Size([3])"
+    assert paths(torch.float32, torch.float64) == ["output"]
+    assert paths(torch.device("cpu"), torch.device("meta")) == ["output"]
+
+
+def test_enums_compare_by_name() -> None:
+    color = enum.Enum("Color", ["RED", "GREEN"])
+    assert paths(color.RED, color.RED) == []
+    assert paths(color.RED, color.GREEN) == ["output"]
+
+
+def test_a_distribution_with_an_identity_eq_transform_roundtrips(source_tree: Any) -> None:
+    package = source_tree({"__init__.py": "", "flow.py": FLOW})
+    flow = importlib.import_module(f"{package}.flow")
+    assert roundtrip(flow.Flow(), torch.randn(3)).passed
+
+
+def test_a_differing_transform_parameter_is_reported_by_its_path(source_tree: Any) -> None:
+    package = source_tree({"__init__.py": "", "flow.py": FLOW})
+    flow = importlib.import_module(f"{package}.flow")
+    flow.SHIFT = 0.5
+    result = roundtrip(flow.Flow(), torch.randn(3))
+    [diagnostic] = mismatches(result, DiagnosticKind.OUTPUT_MISMATCH)
+    assert diagnostic.location == "output.transforms[0].shift"

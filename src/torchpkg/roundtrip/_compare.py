@@ -2,7 +2,11 @@
 
 The clone's classes live under a mangle parent (``<torch_package_N>.pkg.Out``),
 so containers are matched by their demangled type names, never by identity.
-Every differing leaf is reported with its path (``output[1]['logits']``); a
+Other objects are equal when ``==`` says so, else when their state (what pickling
+would save) is, attribute by attribute: the clone's copy of a class, or a class
+whose ``__eq__`` is identity (torch.distributions' Transforms), never compares
+equal otherwise. Functions and classes compare by their demangled names. Every
+differing leaf is reported with its path (``output.transforms[0].loc``); a
 tensor leaf says how many elements differ and by how much. torch is only
 touched when a value is a tensor, and then it is already imported.
 """
@@ -11,8 +15,12 @@ from __future__ import annotations
 
 import cmath
 import dataclasses
+import enum
+import functools
 import math
 import sys
+import types
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,10 +117,61 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _default_eq(obj: Any) -> bool:
-    """Whether ``obj``'s class compares by identity (it defines no ``__eq__``)."""
-    eq: Any = type(obj).__eq__
-    return eq is object.__eq__
+# Compared by their demangled names (and a bound method's ``__self__``).
+_NAMED = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
+_OBJECT_GETSTATE = getattr(object, "__getstate__", None)  # Python 3.11+
+_NO_STATE: Any = object()
+
+
+def _qualified_name(obj: Any) -> str:
+    if isinstance(obj, types.ModuleType):
+        return demangle(obj.__name__)
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?")
+    module = getattr(obj, "__module__", None)
+    return demangle(f"{module}.{name}") if module else str(name)
+
+
+def _is_true(result: Any) -> bool:
+    if result is True:
+        return True
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(result, numpy.bool_) and bool(result)
+
+
+def _state(obj: Any) -> Any:
+    """What pickling would save: ``__getstate__()`` where the class overrides it, else
+    the instance dict and ``__slots__`` values; ``_NO_STATE`` when there is none."""
+    getstate = getattr(type(obj), "__getstate__", None)
+    if getstate is not None and getstate is not _OBJECT_GETSTATE:
+        return obj.__getstate__()
+    attributes = getattr(obj, "__dict__", None)
+    slots = _slot_names(type(obj))
+    if not slots:
+        return attributes if isinstance(attributes, dict) else _NO_STATE
+    state = dict(attributes) if isinstance(attributes, dict) else {}
+    for name in slots:
+        value = getattr(obj, name, _NO_STATE)
+        if value is not _NO_STATE:  # else a slot never set
+            state[name] = value
+    return state
+
+
+def _slot_names(cls: type) -> list[str]:
+    names = []
+    for klass in cls.__mro__:
+        slots = vars(klass).get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot in ("__dict__", "__weakref__"):
+                continue
+            private = slot.startswith("__") and not slot.endswith("__")  # name-mangled
+            names.append(f"_{klass.__name__.lstrip('_')}{slot}" if private else slot)
+    return names
+
+
+def _attribute_path(path: str, name: Any) -> str:
+    return (
+        f"{path}.{name}" if isinstance(name, str) and name.isidentifier() else f"{path}[{name!r}]"
+    )
 
 
 def _is_namedtuple(obj: Any) -> bool:
@@ -123,6 +182,8 @@ def _is_mapping_like(obj: Any) -> bool:
     """dicts, and HF-style ``ModelOutput`` objects (``keys()`` + ``to_tuple()``)."""
     if isinstance(obj, Mapping):
         return True
+    if isinstance(obj, type):  # a ModelOutput class, not an instance
+        return False
     return callable(getattr(obj, "keys", None)) and callable(getattr(obj, "to_tuple", None))
 
 
@@ -149,7 +210,11 @@ class _Comparer:
         if type_name(a) != type_name(b):
             self.add(Difference(path, f"type differs: {type_name(a)} vs {type_name(b)}"))
             return
-        if a is None or isinstance(a, (str, bytes, bytearray, range)):
+        if (
+            a is None
+            or isinstance(a, (str, bytes, bytearray, range))
+            or (torch is not None and isinstance(a, (torch.Size, torch.dtype, torch.device)))
+        ):
             if a != b:
                 self.add(Difference(path, f"{_short(a)} vs {_short(b)}"))
             return
@@ -215,22 +280,74 @@ class _Comparer:
                     )
                 )
             return
-        if (
-            hasattr(a, "__dict__")
-            and hasattr(b, "__dict__")
-            and (type(a) is not type(b) or _default_eq(a))
-        ):
-            # The clone's copy of a packaged class (whose __eq__ would compare classes by
-            # identity), or a class without __eq__ (a KV cache): compare their state.
-            self.compare(vars(a), vars(b), path, depth)
+        self.compare_object(a, b, path, depth)
+
+    def compare_object(self, a: Any, b: Any, path: str, depth: int) -> None:
+        """By value, never by identity: ``==`` when it says equal, else the state."""
+        if isinstance(a, _NAMED):
+            self.compare_named(a, b, path, depth)
+            return
+        if isinstance(a, functools.partial):
+            for name in ("func", "args", "keywords"):
+                self.compare(getattr(a, name), getattr(b, name), f"{path}.{name}", depth + 1)
+            return
+        if isinstance(a, weakref.ref):
+            self.compare(a(), b(), f"{path}()", depth + 1)  # a dead reference is None
+            return
+        if isinstance(a, enum.Enum):
+            if a.name != b.name:
+                self.add(Difference(path, f"{_short(a)} vs {_short(b)}"))
             return
         try:
-            equal = bool(a == b)
-        except Exception as error:
-            self.add(Difference(path, f"cannot compare {type_name(a)} values: {error}"))
+            equal: Any = a == b
+        except Exception as error:  # tensors inside, say
+            equal = error
+        if _is_true(equal):
             return
-        if not equal:
-            self.add(Difference(path, f"{_short(a)} vs {_short(b)}"))
+        try:
+            state_a, state_b = _state(a), _state(b)
+        except Exception as error:
+            self.add(Difference(path, f"cannot read the state of {type_name(a)}: {error}"))
+            return
+        if state_a is _NO_STATE or state_b is _NO_STATE:
+            if isinstance(equal, Exception):
+                message = f"cannot compare {type_name(a)} values: {equal}"
+            else:
+                message = f"{_short(a)} vs {_short(b)}"
+            self.add(Difference(path, message))
+        elif isinstance(state_a, dict) and isinstance(state_b, dict):
+            self.compare_attributes(state_a, state_b, path, depth)
+        else:
+            self.compare(state_a, state_b, path, depth + 1)
+
+    def compare_named(self, a: Any, b: Any, path: str, depth: int) -> None:
+        name_a, name_b = _qualified_name(a), _qualified_name(b)
+        if name_a != name_b:
+            self.add(Difference(path, f"{name_a} vs {name_b}"))
+            return
+        owner = getattr(a, "__self__", None)
+        # A builtin function's __self__ is its module; a method's is what it is bound to.
+        if isinstance(a, (types.MethodType, types.BuiltinFunctionType)) and not isinstance(
+            owner, types.ModuleType | None
+        ):
+            self.compare(owner, getattr(b, "__self__", None), f"{path}.__self__", depth + 1)
+
+    def compare_attributes(
+        self, a: dict[Any, Any], b: dict[Any, Any], path: str, depth: int
+    ) -> None:
+        missing = [name for name in a if name not in b]
+        extra = [name for name in b if name not in a]
+        if missing or extra:
+            self.add(
+                Difference(
+                    path,
+                    f"attributes differ: only the original has {missing}, "
+                    f"only the clone has {extra}",
+                )
+            )
+        for name, value in a.items():
+            if name in b:
+                self.compare(value, b[name], _attribute_path(path, name), depth + 1)
 
     def compare_numbers(self, a: complex, b: complex, path: str) -> None:
         if isinstance(a, bool) or isinstance(b, bool) or self.tolerance.exact:
