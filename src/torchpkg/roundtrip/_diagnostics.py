@@ -8,9 +8,12 @@ patterns that would fix it. ``_explain`` finds what fails silently.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import io
+import os
 import pickle
+import re
 import sys
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,6 +35,8 @@ __all__ = [
     "not_hermetic_diagnostic",
     "packaging_diagnostics",
     "pickling_failed",
+    "relative_path",
+    "relative_paths",
 ]
 
 
@@ -77,6 +82,58 @@ class Diagnostic:
         return cls(
             DiagnosticKind(data["kind"]), data["message"], data["next_step"], data.get("location")
         )
+
+
+# --- paths as diagnostics show them ------------------------------------------------------
+
+
+def _prefixes(roots: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Each root as absolute and as real path, ending with a separator; longest first."""
+    found = set()
+    for root in roots:
+        path = os.fspath(root)
+        if path:
+            found |= {
+                os.path.join(os.path.abspath(path), ""),
+                os.path.join(os.path.realpath(path), ""),
+            }
+    return sorted(found, key=len, reverse=True)
+
+
+def relative_path(path: str, roots: Iterable[str | os.PathLike[str]]) -> str:
+    """``path`` relative to the repository root it lies under (the deepest), or as given
+    (a package record, a file elsewhere)."""
+    for prefix in _prefixes(roots):
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return path[len(prefix) :]
+    return path
+
+
+def relative_paths(
+    diagnostics: Iterable[Diagnostic], roots: Iterable[str | os.PathLike[str]]
+) -> list[Diagnostic]:
+    """The diagnostics with every path under a root (in the message, the next step and
+    the location) written relative to it, so that a report shows paths one way."""
+    prefixes = _prefixes(roots)
+    if not prefixes:
+        return list(diagnostics)
+    # A root's path where a path starts: not inside a longer path that merely ends alike.
+    pattern = re.compile(
+        r"(?<![\w.\\/~-])(?:" + "|".join(re.escape(prefix) for prefix in prefixes) + r")(?=\S)"
+    )
+
+    def shorten(text: str | None) -> str | None:
+        return None if text is None else pattern.sub("", text)
+
+    return [
+        dataclasses.replace(
+            diagnostic,
+            message=pattern.sub("", diagnostic.message),
+            next_step=pattern.sub("", diagnostic.next_step),
+            location=shorten(diagnostic.location),
+        )
+        for diagnostic in diagnostics
+    ]
 
 
 _PATTERN_ARGS = (
