@@ -57,7 +57,8 @@ __all__ = ["PackageExporter"]
 logger = logging.getLogger("torchpkg")
 
 
-# As in torch.package, saving a ScriptModule is opt-in: set this to False to allow it.
+# As in torch.package, saving a ScriptModule is opt-in: set this to False to allow it
+# (or, for one exporter, PackageExporter(..., allow_script_modules=True)).
 _gate_torchscript_serialization = True
 
 
@@ -71,7 +72,9 @@ class PackageExporter:
 
     ``collect_errors=True`` (torchpkg only) makes ``save_pickle`` record the
     objects it cannot pickle instead of raising, so ``close()`` reports every
-    problem of the export in one :class:`PackagingError`.
+    problem of the export in one :class:`PackagingError`. ``allow_script_modules=True``
+    (torchpkg only) saves ScriptModules with this exporter whatever
+    ``_gate_torchscript_serialization`` says; others keep torch.package's gate.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class PackageExporter:
         debug: bool = False,
         *,
         collect_errors: bool = False,
+        allow_script_modules: bool = False,
     ) -> None:
         if isinstance(importer, Importer):
             self.importer: Importer = importer
@@ -93,6 +97,7 @@ class PackageExporter:
             )
         self.debug = debug
         self.collect_errors = collect_errors
+        self.allow_script_modules = allow_script_modules
         self._target = StagedTarget(f)
         self._writer = ArchiveWriter(self._target.file, self._target.archive_name)
         self._policy = Policy()
@@ -356,7 +361,11 @@ class PackageExporter:
             return ("storage", ref.storage_type, key, ref.location, ref.numel)
         reduced = self._reduced.get(id(obj))
         if reduced is None:
-            if _gate_torchscript_serialization and _torchscript.is_script_module(obj):
+            if (
+                _gate_torchscript_serialization
+                and not self.allow_script_modules
+                and _torchscript.is_script_module(obj)
+            ):
                 raise RuntimeError(_torchscript.GATE_MESSAGE)
             reduce_package = getattr(type(obj), "__reduce_package__", None) or _exported.reducer(
                 obj

@@ -89,8 +89,10 @@ class Exported:
 
 def export(model: Any, target: BinaryIO | Path, rules: Rules) -> Exported:
     """Package ``model`` at ``PACKAGE/RESOURCE`` under ``rules``; never raises."""
-    # Every problem of the export at close(), so the report can name them all.
-    exporter = PackageExporter(target, collect_errors=True)
+    # Every problem of the export at close(), so the report can name them all. The
+    # roundtrip asks whether the model survives: a ScriptModule does, once torch.package's
+    # beta gate on saving one is lifted (for this exporter only).
+    exporter = PackageExporter(target, collect_errors=True, allow_script_modules=True)
     error: BaseException | None = None
     try:
         with exporter:
