@@ -4,6 +4,15 @@ Results travel as the plain dicts of ``RoundtripResult.to_dict()`` on an
 attribute of each test report, so pytest-xdist carries them from the workers
 to the controller unchanged; everything the controller builds starts from
 those dicts. Nothing here imports torch.
+
+What the terminal shows: each test whose models did not all pass gets a
+``torchpkg`` report section (pytest prints it under the failure, and for a
+passing test in report mode with ``-rA``/``-rP``) holding the reports of the
+models that did not pass. Passing models stay quiet: their reports join the
+section only at verbosity 2 (``-vv``) and above, and are always in the JSON
+report. The summary claims only what the results show: in report mode, that
+no test was failed because of them (the recording still ran inside every test;
+it cannot tell whether a test behaved differently because of it).
 """
 
 from __future__ import annotations
@@ -20,13 +29,29 @@ import pytest
 if TYPE_CHECKING:
     from torchpkg.roundtrip import RoundtripResult
 
-__all__ = ["RESULTS_ATTRIBUTE", "SECTION", "Mode", "SessionReport", "attach", "results_of"]
+__all__ = [
+    "REPORT_MODE_NOTE",
+    "RESULTS_ATTRIBUTE",
+    "SECTION",
+    "VERBOSE_SECTION",
+    "Mode",
+    "SessionReport",
+    "attach",
+    "results_of",
+]
 
 # The test report attribute holding the results (pytest serialises a report's
 # attributes for xdist, so no serialisation hook is needed).
 RESULTS_ATTRIBUTE: Final = "torchpkg_results"
 # The title of the report section that holds each model's full report.
 SECTION: Final = "torchpkg"
+# What report mode can vouch for: its verdicts failed no test. Not that outcomes are
+# as without the plugin: its hooks ran inside every test, and a test may behave
+# differently because of them (one that torch.jit.trace's the model, say).
+REPORT_MODE_NOTE: Final = (
+    " (report mode: no test was failed for these results; the plugin still recorded "
+    "inside every test)"
+)
 
 
 class Mode(enum.Enum):
@@ -37,11 +62,26 @@ class Mode(enum.Enum):
     OFF = "off"  # record nothing
 
 
-def attach(report: pytest.TestReport, results: Sequence[RoundtripResult], mode: Mode) -> None:
-    """Put a test's results on its call-phase report; in ``fail`` mode fail a passing test."""
+# The verbosity (``-vv``) from which passing models' reports are shown too.
+VERBOSE_SECTION: Final = 2
+
+
+def attach(
+    report: pytest.TestReport,
+    results: Sequence[RoundtripResult],
+    mode: Mode,
+    *,
+    verbosity: int = 0,
+) -> None:
+    """Put a test's results on its call-phase report; in ``fail`` mode fail a passing test.
+
+    The ``torchpkg`` section holds the reports of the models that did not pass (of all
+    of them from ``verbosity`` 2 on); a test whose models all passed gets none."""
     setattr(report, RESULTS_ATTRIBUTE, [result.to_dict() for result in results])
-    report.sections.append((SECTION, "\n\n".join(result.report() for result in results)))
     failed = [result for result in results if not result.passed]
+    shown = results if verbosity >= VERBOSE_SECTION else failed
+    if shown:
+        report.sections.append((SECTION, "\n\n".join(result.report() for result in shown)))
     if mode is Mode.FAIL and failed and report.passed:
         report.outcome = "failed"
         models = ", ".join(f"{result.model} ({result.verdict.value})" for result in failed)
@@ -87,10 +127,9 @@ class SessionReport:
         counts = self.counts()
         if not counts["checked"]:
             return ["0 models checked: no torch.nn.Module was called at the top level of a test"]
-        mode = " (report mode: test outcomes unchanged)" if self.mode is Mode.REPORT else ""
         lines = [
             f"{counts['checked']} models checked: {counts['passed']} passed, "
-            f"{counts['failed']} failed{mode}"
+            f"{counts['failed']} failed{REPORT_MODE_NOTE if self.mode is Mode.REPORT else ''}"
         ]
         for nodeid, result in self.failures():
             lines.append(f"FAILED {result['model']} in {nodeid}: {result['verdict']}")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from pytest_torchpkg.plugin import ROUNDTRIP_OPTION
+from pytest_torchpkg.report import REPORT_MODE_NOTE
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("zoo")
@@ -39,6 +40,25 @@ def test_the_summary_counts_models_checked_passed_and_failed(
     result.stdout.fnmatch_lines(
         ["=* torchpkg roundtrip =*", "3 models checked: 1 passed, 2 failed"]
     )
+
+
+def test_report_mode_claims_only_that_its_results_failed_no_test(
+    run_pytest: RunPytest, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(MIXED)
+    result = run_pytest(f"{ROUNDTRIP_OPTION}=report")
+    result.stdout.fnmatch_lines([f"3 models checked: 1 passed, 2 failed{REPORT_MODE_NOTE}"])
+    assert "no test was failed for these results" in REPORT_MODE_NOTE
+    result.stdout.no_fnmatch_line("*outcomes unchanged*")
+
+
+def test_a_passing_model_prints_no_report_section_with_ra(
+    run_pytest: RunPytest, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(MIXED)
+    result = run_pytest(f"{ROUNDTRIP_OPTION}=report", "-rA")
+    result.stdout.fnmatch_lines(["*- torchpkg -*", "*roundtrip of zoo.Counter: mismatch*"])
+    result.stdout.no_fnmatch_line("*roundtrip of zoo.Doubler*")
 
 
 def test_the_summary_lists_each_failing_model_with_its_diagnostics(
