@@ -340,19 +340,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         finally:
             del item.stash[RECORDER]
     # roundtrip() puts the RNG back as it found it, so later tests draw the same numbers.
-    item.stash[RESULTS] = [
-        run_roundtrip(
-            item,
-            call.module,
-            *call.args,
-            kwargs=call.kwargs,
-            rng_state=call.rng_state,
-            observed=call.observed,
-            **options,
-        )
-        for call in recorder.calls
-    ]
+    item.stash[RESULTS] = [run_roundtrip(item, call, **options) for call in recorder.calls]
     return outcome
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    recorder = sys.modules.get("pytest_torchpkg.recorder")
+    if recorder is not None:
+        recorder.uninstall()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -362,7 +357,8 @@ def pytest_runtest_makereport(
     report = yield
     results = item.stash.get(RESULTS, None)
     if call.when == "call" and results:
-        attach(report, results, item.config.stash[SETTINGS].mode)
+        settings = item.config.stash[SETTINGS]
+        attach(report, results, settings.mode, verbosity=item.config.get_verbosity())
     return report
 
 

@@ -41,6 +41,21 @@ def run_pytest(
     return run
 
 
+@pytest.fixture
+def run_pytest_subprocess(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> RunPytest:
+    """``run_pytest`` in a subprocess, for tests whose models reach torch.compile, the
+    optimizers or tracing: those import modules whose torch operator registrations
+    cannot run twice, and an inline run drops what it imported from sys.modules."""
+    monkeypatch.setenv(ISOLATION_ENV, "in-process")
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(*xdist_args, *args)
+
+    return run
+
+
 ZOO = {
     "zoo": '''
         """Models that only need torch."""

@@ -17,10 +17,13 @@ import pytest
 
 from _misbehaving import FALLBACK_LINE, ISINSTANCE_FALLBACK
 from torchpkg.roundtrip import (
+    Call,
     Diagnostic,
     DiagnosticKind,
     Observation,
+    RngState,
     RoundtripResult,
+    TorchContext,
     Verdict,
     roundtrip,
 )
@@ -181,10 +184,16 @@ def test_a_failing_module_whose_code_never_ran_is_suggested_for_mock(
     model = module.Model()
     with trace(lambda file, packaged: None) as traced:
         outputs = model(torch.ones(2))
-    result = roundtrip(
+    call = Call(
         model,
-        torch.ones(2),
-        observed=Observation.capture(model, outputs, traced),
+        (torch.ones(2),),
+        {},
+        RngState.capture(),
+        TorchContext.capture(),
+        Observation.capture(model, outputs, traced),
+    )
+    result = roundtrip(
+        call,
         configure_exporter=lambda exporter: exporter.deny([f"{top}.unused", f"{top}.used"]),
         isolation="in-process",
     )

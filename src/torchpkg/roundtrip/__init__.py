@@ -35,6 +35,13 @@ from torchpkg.exporter import PackageExporter
 from torchpkg.glob import GlobPattern
 from torchpkg.mangling import is_mangled
 from torchpkg.provenance import Origin, ProvenancePolicy
+from torchpkg.roundtrip._capture import (
+    Call,
+    ModelSnapshot,
+    TorchContext,
+    is_torch_only,
+    recording_allowed,
+)
 from torchpkg.roundtrip._clone import CloneJob, CloneOutcome, Stage, run_clone
 from torchpkg.roundtrip._compare import (
     Tolerance,
@@ -49,6 +56,7 @@ from torchpkg.roundtrip._diagnostics import (
     find_unpicklable,
     packaging_diagnostics,
     pickling_failed,
+    relative_paths,
 )
 from torchpkg.roundtrip._explain import (
     global_state_diagnostics,
@@ -77,15 +85,20 @@ from torchpkg.roundtrip._worker import DEFAULT_TIMEOUT, run_in_worker, warm_up
 __all__ = [
     "DEFAULT_TIMEOUT",
     "TOOLING_EXTERNS",
+    "Call",
     "Diagnostic",
     "DiagnosticKind",
     "Isolation",
+    "ModelSnapshot",
     "Observation",
     "RngState",
     "RoundtripFailure",
     "RoundtripResult",
+    "TorchContext",
     "Verdict",
     "copy_inputs",
+    "is_torch_only",
+    "recording_allowed",
     "roundtrip",
     "warm_worker",
 ]
@@ -105,17 +118,17 @@ class Isolation(enum.Enum):
 class _Check:
     """One roundtrip after a successful export: runs, loads, compares."""
 
-    model: Any
+    model: Any  # what was exported: the model as called where the call was captured
+    call: Call
     exported: Exported
-    replay: RngState
     stack: ExitStack
     timings: dict[str, float]
     isolation: Isolation
     timeout: float
     roots: tuple[str, ...]
-    inputs: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    observed: Observation | None
+    # The model was restored as it was at the call: its own later changes are not the
+    # clone's to explain, and its state right after the call is known.
+    faithful: bool = False
     trace: bool = True
     strict_paths: bool = False
     original_traced: Traced | None = None
@@ -130,20 +143,27 @@ class _Check:
                 files[file] = module_path(name, "__path__" in vars(module))
         return files
 
+    @property
+    def observed(self) -> Observation | None:
+        return self.call.observed
+
     def run_original(self, model: Any, *, traced: bool = False) -> Any:
-        args, kwargs = copy_inputs((self.inputs, self.kwargs))
+        args, kwargs = copy_inputs((self.call.args, dict(self.call.kwargs)))
         originals = self.originals() if traced and self.trace else None
         tracing: AbstractContextManager[Traced | None] = (
             nullcontext()
             if originals is None
             else trace(
-                lambda file, packaged: None if packaged else originals.get(file), (args, kwargs)
+                lambda file, packaged: None if packaged else originals.get(file),
+                (args, kwargs),
+                model=model,
             )
         )
-        self.replay.restore()
+        context = self.call.context
+        self.call.rng_state.restore()
         start = time.perf_counter()
         try:
-            with tracing as original_traced:
+            with context.applied() if context else nullcontext(), tracing as original_traced:
                 return model(*args, **kwargs)
         finally:
             self.timings["run_original"] = time.perf_counter() - start
@@ -153,29 +173,32 @@ class _Check:
         """(leaks, the divergent path): leaks always fail, a divergence only when strict."""
         if outcome.traced is None:
             return [], []
-        leaks = leak_diagnostics(outcome.traced)
+        leaks = leak_diagnostics(outcome.traced, self.roots)
         original = self.original_traced
         if original is None and self.observed is not None and self.observed.traced is not None:
             original = self.observed.traced.keyed(self.originals())
-        divergent = divergence_diagnostic(original, outcome.traced) if original else None
+        divergent = (
+            divergence_diagnostic(original, outcome.traced, self.roots) if original else None
+        )
         return leaks, [divergent] if divergent is not None else []
 
     def clone(self) -> CloneOutcome:
         exported = self.exported
         assert exported.source is not None
-        args, kwargs = copy_inputs((self.inputs, self.kwargs))
+        args, kwargs = copy_inputs((self.call.args, dict(self.call.kwargs)))
         job = CloneJob(
             exported.source,
             args,
             kwargs,
-            self.replay,
+            self.call.rng_state,
             exported.interned,
             exported.mocked,
-            state_after_run=self.observed is None,
+            state_after_run=self.observed is None or self.call.state_after is not None,
             materialize=bool(exported.interned_distributions),
             trace=self.trace,
             originals=self.originals() if self.trace else {},
             roots=self.roots,
+            context=self.call.context,
         )
         if self.isolation is Isolation.PROCESS:
             provenance = ProvenancePolicy(self.roots)
@@ -231,7 +254,9 @@ class _Check:
             explained += global_state_diagnostics(before, after, outcome.fresh_globals)
         if outcome.stage is Stage.RUN_FAILED:
             return Verdict.RUN_FAILED, outcome.diagnostics + explained + notes
-        state = state_dict_of(self.model)
+        state = self.call.state_after
+        if state is None:
+            state = state_dict_of(self.model)
 
         def differences(reference: Any) -> list[Diagnostic]:
             return output_diagnostics(
@@ -300,7 +325,11 @@ class _Check:
             return Verdict.MISMATCH, [depends_on_test_state(changed), *found, *notes]
         if mutations:  # each call changes the model's own globals
             return Verdict.MISMATCH, found + mutations + notes
-        if observed.versions != tensor_versions(self.model) and now is not _FAILED:
+        if (
+            not self.faithful
+            and observed.versions != tensor_versions(self.model)
+            and now is not _FAILED
+        ):
             # The test changed the weights after the call (a training step): the clone is
             # judged against the model as it is now.
             again = differences(now)
@@ -309,6 +338,15 @@ class _Check:
 
 
 _FAILED = object()
+
+
+def _model_as_called(call: Call) -> tuple[Any, bool]:
+    """(the model to export, whether it is the model as it was at the call)."""
+    try:
+        restored = call.model_as_called()
+    except Exception:  # it does not unpickle (a custom __new__): the export will tell
+        restored = None
+    return (call.module, False) if restored is None else (restored, True)
 
 
 def warm_worker(roots: Iterable[str | os.PathLike[str]] = ()) -> None:
@@ -347,7 +385,6 @@ def roundtrip(
     roots: Iterable[str | os.PathLike[str]] = (),
     isolation: Isolation | str = Isolation.PROCESS,
     timeout: float = DEFAULT_TIMEOUT,
-    observed: Observation | None = None,
     trace: bool = True,
     strict_paths: bool = False,
 ) -> RoundtripResult:
@@ -368,16 +405,33 @@ def roundtrip(
     process, stopped after ``timeout`` seconds; ``"in-process"`` does it here
     (the package's imports then run in this interpreter) and ``in_memory=False``
     then writes the archive to a temporary file instead of memory.
-    ``observed`` holds what a test saw when it called the model: the clone is
-    compared with those outputs, and the original re-run only to explain a
-    difference.
+
+    ``model`` may be a :class:`Call` a recorder captured (the pytest plugin's):
+    the model as it was called is exported, the clone runs on the call's inputs
+    from its RNG state and torch context, and is compared with the outputs the
+    call returned and the state it left; the original runs again only to
+    explain a difference. Otherwise the clone runs in the caller's torch
+    context and is compared with the original run now.
     """
     isolation = Isolation(isolation)
+    caller_rng = RngState.capture()
+    if isinstance(model, Call):
+        if inputs or kwargs is not None or rng_state is not None:
+            raise TypeError(
+                "roundtrip(call) takes the inputs, keyword inputs and RNG state from the "
+                "call: pass none of them"
+            )
+        call = model
+    else:
+        context = TorchContext.capture() if "torch" in sys.modules else None
+        rng = rng_state if rng_state is not None else caller_rng
+        call = Call(model, inputs, dict(kwargs or {}), rng, context)
+    subject, faithful = _model_as_called(call)
+    observed = call.observed
     root_paths = _roots(roots)
     rules = Rules(
         patterns(mock), patterns(extern), patterns(intern), root_paths, configure_exporter
     )
-    caller_rng = RngState.capture()
     timings = {"export": 0.0, "load": 0.0, "run_original": 0.0, "run": 0.0}
     with ExitStack() as stack:
         stack.callback(caller_rng.restore)
@@ -386,36 +440,34 @@ def roundtrip(
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torchpkg-")))
             target = folder / "model.pt"
         start = time.perf_counter()
-        exported = export(model, target, rules)
+        exported = export(subject, target, rules)
         timings["export"] = time.perf_counter() - start
         if exported.source is None:
             error = exported.error or RuntimeError("the export produced no archive")
-            unpicklable = find_unpicklable(model) if pickling_failed(error) else None
+            unpicklable = find_unpicklable(subject) if pickling_failed(error) else None
             verdict = Verdict.PACKAGING_FAILED
             traced = observed.traced if observed is not None else None
             ran = traced.files if traced is not None and traced.available else None
             diagnostics = packaging_diagnostics(error, unpicklable, ran)
         else:
             check = _Check(
-                model,
+                subject,
+                call,
                 exported,
-                rng_state if rng_state is not None else caller_rng,
                 stack,
                 timings,
                 isolation,
                 timeout,
                 root_paths,
-                inputs,
-                dict(kwargs or {}),
-                observed,
+                faithful,
                 trace,
                 strict_paths,
             )
             verdict, diagnostics = check.run(Tolerance(rtol, atol), compare)
     return RoundtripResult(
-        qualified_name(model),
+        qualified_name(subject),
         verdict,
-        tuple(diagnostics),
+        tuple(relative_paths(diagnostics, root_paths or (os.getcwd(),))),
         exported.interned,
         exported.externed,
         exported.mocked,

@@ -23,6 +23,7 @@ from typing import Any
 
 from torchpkg._materialize import packaged_record
 from torchpkg.importer import PackageImporter
+from torchpkg.roundtrip._capture import TorchContext
 from torchpkg.roundtrip._compare import state_dict_of
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind, error_diagnostics
 from torchpkg.roundtrip._explain import (
@@ -33,7 +34,7 @@ from torchpkg.roundtrip._explain import (
 )
 from torchpkg.roundtrip._export import PACKAGE, RESOURCE
 from torchpkg.roundtrip._state import RngState, copy_inputs
-from torchpkg.roundtrip._trace import Classify, Traced, trace
+from torchpkg.roundtrip._trace import Classify, Traced, in_repository, trace
 
 __all__ = ["CloneJob", "CloneOutcome", "Stage", "run_clone"]
 
@@ -65,6 +66,7 @@ class CloneJob:
     trace: bool = False
     originals: dict[str, str] = field(default_factory=dict)
     roots: tuple[str, ...] = ()
+    context: TorchContext | None = None  # torch's settings at the original call, replayed
 
 
 @dataclass
@@ -125,11 +127,14 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
         outcome.state = copy_inputs(_state_of(clone))
     job.rng.restore()
     tracing: AbstractContextManager[Traced | None] = (
-        trace(_classifier(job, importer), (job.inputs, job.kwargs)) if job.trace else nullcontext()
+        trace(_classifier(job, importer), (job.inputs, job.kwargs), model=clone)
+        if job.trace
+        else nullcontext()
     )
+    replay = job.context.applied() if job.context is not None else nullcontext()
     start = time.perf_counter()
     try:
-        with tracing as traced:
+        with replay, tracing as traced:
             outcome.outputs = clone(*job.inputs, **job.kwargs)
         outcome.traced = traced
     except Exception as error:
@@ -155,7 +160,7 @@ def _classifier(job: CloneJob, importer: PackageImporter) -> Classify:
             return packaged_record(filename) or relabelled.get(filename)
         if filename in job.originals:
             return job.originals[filename]
-        return filename if filename.startswith(roots) else None
+        return filename if in_repository(filename, roots) else None
 
     return classify
 

@@ -125,15 +125,17 @@ def relative_paths(
     def shorten(text: str | None) -> str | None:
         return None if text is None else pattern.sub("", text)
 
-    return [
-        dataclasses.replace(
+    def relative(diagnostic: Diagnostic) -> Diagnostic:
+        shortened = dataclasses.replace(
             diagnostic,
             message=pattern.sub("", diagnostic.message),
             next_step=pattern.sub("", diagnostic.next_step),
             location=shorten(diagnostic.location),
         )
-        for diagnostic in diagnostics
-    ]
+        # The same object when nothing changed (a hook's own diagnostic stays its own).
+        return diagnostic if shortened == diagnostic else shortened
+
+    return [relative(diagnostic) for diagnostic in diagnostics]
 
 
 _PATTERN_ARGS = (
