@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from pytest_torchpkg import hookspecs
-from pytest_torchpkg.report import Mode, SessionReport, attach, results_of
+from pytest_torchpkg.report import (
+    NOT_CHECKED_ATTRIBUTE,
+    Mode,
+    SessionReport,
+    attach,
+    not_checked_of,
+    results_of,
+)
 
 if TYPE_CHECKING:
     from pytest_torchpkg.recorder import Recorder
@@ -80,6 +87,7 @@ class Settings:
 SETTINGS: Final = pytest.StashKey[Settings]()
 RECORDER: Final[pytest.StashKey[Recorder]] = pytest.StashKey()
 RESULTS: Final[pytest.StashKey[list[RoundtripResult]]] = pytest.StashKey()
+NOT_CHECKED: Final[pytest.StashKey[list[str]]] = pytest.StashKey()
 
 
 def parse_mode(value: str) -> Mode:
@@ -340,6 +348,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         finally:
             del item.stash[RECORDER]
     # roundtrip() puts the RNG back as it found it, so later tests draw the same numbers.
+    item.stash[NOT_CHECKED] = recorder.skipped
     item.stash[RESULTS] = [run_roundtrip(item, call, **options) for call in recorder.calls]
     return outcome
 
@@ -359,6 +368,8 @@ def pytest_runtest_makereport(
     if call.when == "call" and results:
         settings = item.config.stash[SETTINGS]
         attach(report, results, settings.mode, verbosity=item.config.get_verbosity())
+    if call.when == "call" and item.stash.get(NOT_CHECKED, None):
+        setattr(report, NOT_CHECKED_ATTRIBUTE, item.stash[NOT_CHECKED])
     return report
 
 
@@ -370,7 +381,7 @@ class _SessionPlugin:
         self.report = SessionReport(settings.mode)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.report.add(report.nodeid, results_of(report))
+        self.report.add(report.nodeid, results_of(report), not_checked_of(report))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.settings.report_path is not None:

@@ -126,6 +126,7 @@ class Recorder:
         self._roots = tuple(os.path.join(root, "") for root in roots)
         self.calls: list[Call] = []
         self.skipped: list[str] = []  # classes of torch-only models the test called
+        self._skipped_modules: list[torch.nn.Module] = []
         self._seen: set[int] = set()  # ids stay unique: ``calls`` keeps the modules alive
         self._suspended = 0
         self._thread = threading.local()
@@ -183,6 +184,7 @@ class Recorder:
             return
         if is_torch_only(module):
             self._seen.add(id(module))
+            self._skipped_modules.append(module)  # alive, so that its id stays its own
             self.skipped.append(f"{type(module).__module__}.{type(module).__qualname__}")
             return
         snapshot, error = None, None

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from torchpkg.roundtrip import RoundtripResult
 
 __all__ = [
+    "NOT_CHECKED_ATTRIBUTE",
     "REPORT_MODE_NOTE",
     "RESULTS_ATTRIBUTE",
     "SECTION",
@@ -43,6 +44,8 @@ __all__ = [
 # The test report attribute holding the results (pytest serialises a report's
 # attributes for xdist, so no serialisation hook is needed).
 RESULTS_ATTRIBUTE: Final = "torchpkg_results"
+# The classes of the models a test called that were made of torch's modules alone.
+NOT_CHECKED_ATTRIBUTE: Final = "torchpkg_not_checked"
 # The title of the report section that holds each model's full report.
 SECTION: Final = "torchpkg"
 # What report mode can vouch for: its verdicts failed no test. Not that outcomes are
@@ -98,6 +101,12 @@ def results_of(report: pytest.TestReport) -> list[dict[str, Any]]:
     return results
 
 
+def not_checked_of(report: pytest.TestReport) -> list[str]:
+    """The classes of the torch-only models a report's test called (never checked)."""
+    classes: list[str] = getattr(report, NOT_CHECKED_ATTRIBUTE, [])
+    return classes
+
+
 @dataclass
 class SessionReport:
     """Every model checked in the session, by test; listed in node id order (xdist's
@@ -105,10 +114,16 @@ class SessionReport:
 
     mode: Mode
     tests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Models made of torch's modules alone: class -> how many a test called.
+    not_checked: dict[str, int] = field(default_factory=dict)
 
-    def add(self, nodeid: str, results: list[dict[str, Any]]) -> None:
+    def add(
+        self, nodeid: str, results: list[dict[str, Any]], not_checked: Sequence[str] = ()
+    ) -> None:
         if results:
             self.tests.setdefault(nodeid, []).extend(results)
+        for name in not_checked:
+            self.not_checked[name] = self.not_checked.get(name, 0) + 1
 
     def failures(self) -> list[tuple[str, dict[str, Any]]]:
         return [
@@ -125,12 +140,18 @@ class SessionReport:
 
     def summary_lines(self) -> list[str]:
         counts = self.counts()
+        lines = [self._not_checked_line()] if self.not_checked else []
         if not counts["checked"]:
-            return ["0 models checked: no torch.nn.Module was called at the top level of a test"]
-        lines = [
+            return [
+                "0 models checked: no model of the repository was called at the top level "
+                "of a test",
+                *lines,
+            ]
+        lines.insert(
+            0,
             f"{counts['checked']} models checked: {counts['passed']} passed, "
-            f"{counts['failed']} failed{REPORT_MODE_NOTE if self.mode is Mode.REPORT else ''}"
-        ]
+            f"{counts['failed']} failed{REPORT_MODE_NOTE if self.mode is Mode.REPORT else ''}",
+        )
         for nodeid, result in self.failures():
             lines.append(f"FAILED {result['model']} in {nodeid}: {result['verdict']}")
             kinds: set[str] = set()
@@ -140,10 +161,23 @@ class SessionReport:
                     lines.append(f"  {diagnostic['kind']}: {_headline(diagnostic['message'])}")
         return lines
 
+    def _not_checked_line(self) -> str:
+        total = sum(self.not_checked.values())
+        shown = ", ".join(
+            f"{name} x{count}" if count > 1 else name
+            for name, count in sorted(self.not_checked.items(), key=lambda item: -item[1])[:5]
+        )
+        more = f" and {len(self.not_checked) - 5} more classes" if len(self.not_checked) > 5 else ""
+        return (
+            f"{total} calls of models made only of torch's own modules not checked "
+            f"(their package would hold nothing of the repository): {shown}{more}"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode.value,
             "summary": self.counts(),
+            "not_checked": dict(sorted(self.not_checked.items())),
             "tests": [
                 {"nodeid": nodeid, "models": results}
                 for nodeid, results in sorted(self.tests.items())

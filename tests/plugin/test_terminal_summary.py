@@ -94,7 +94,33 @@ def test_the_summary_says_when_no_model_was_called(
     )
     result = run_pytest(ROUNDTRIP_OPTION)
     result.stdout.fnmatch_lines(
-        ["0 models checked: no torch.nn.Module was called at the top level of a test"]
+        ["0 models checked: no model of the repository was called at the top level of a test"]
+    )
+
+
+def test_the_summary_counts_the_torch_modules_it_did_not_check(
+    run_pytest: RunPytest, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(
+        """
+        import torch
+
+
+        def test_layers():
+            torch.nn.Linear(2, 2)(torch.ones(2))
+            torch.nn.Linear(2, 2)(torch.ones(2))
+            torch.nn.ReLU()(torch.ones(2))
+        """
+    )
+    result = run_pytest(ROUNDTRIP_OPTION)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "0 models checked: *",
+            "3 calls of models made only of torch's own modules not checked (their package "
+            "would hold nothing of the repository): torch.nn.modules.linear.Linear x2, "
+            "torch.nn.modules.activation.ReLU",
+        ]
     )
 
 

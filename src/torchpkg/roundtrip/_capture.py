@@ -257,10 +257,9 @@ class ModelSnapshot:
                 index = self.ids.get(id(tensor))
                 if not isinstance(tensor, torch.Tensor) or index is None:
                     state[key] = tensor
-                elif (
-                    not isinstance(tensor, torch.nn.Parameter)
-                    or tensor._version != self.versions.get(index)
-                ):
+                elif not isinstance(
+                    tensor, torch.nn.Parameter
+                ) or tensor._version != self.versions.get(index):
                     # Buffers are copied whatever their counter says: native kernels (batch
                     # norm's running statistics) update them in place without counting.
                     state[key] = tensor.detach().clone()
