@@ -142,19 +142,17 @@ class TorchContext:
         """These settings while inside; the previous ones restored after."""
         torch = _torch()
         before = TorchContext.capture()
+        setters = {
+            "default_dtype": torch.set_default_dtype,
+            "default_device": torch.set_default_device,
+            "deterministic": torch.use_deterministic_algorithms,
+            "matmul_precision": torch.set_float32_matmul_precision,
+        }
         with ExitStack() as stack:
-            if before.default_dtype != self.default_dtype:
-                torch.set_default_dtype(self.default_dtype)
-                stack.callback(torch.set_default_dtype, before.default_dtype)
-            if before.default_device != self.default_device:
-                torch.set_default_device(self.default_device)
-                stack.callback(torch.set_default_device, before.default_device)
-            if before.deterministic != self.deterministic:
-                torch.use_deterministic_algorithms(self.deterministic)
-                stack.callback(torch.use_deterministic_algorithms, before.deterministic)
-            if before.matmul_precision != self.matmul_precision:
-                torch.set_float32_matmul_precision(self.matmul_precision)
-                stack.callback(torch.set_float32_matmul_precision, before.matmul_precision)
+            for name, setter in setters.items():
+                if getattr(before, name) != getattr(self, name):
+                    setter(getattr(self, name))
+                    stack.callback(setter, getattr(before, name))
             stack.enter_context(torch.inference_mode(self.inference_mode))
             stack.enter_context(torch.set_grad_enabled(self.grad_enabled))
             for device, dtype in self.autocast:

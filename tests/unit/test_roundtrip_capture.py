@@ -1,0 +1,98 @@
+"""What the recorder captures at a call: the model as called, torch's context, the state after."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from torchpkg.roundtrip import Call, ModelSnapshot, RngState, TorchContext, _capture, roundtrip
+
+torch = pytest.importorskip("torch")
+
+
+def test_the_context_holds_grad_mode_autocast_and_the_default_dtype() -> None:
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            context = TorchContext.capture()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert not context.grad_enabled
+    assert context.autocast == (("cpu", torch.bfloat16),)
+    assert context.default_dtype is torch.float64
+
+
+def test_an_applied_context_is_in_force_inside_and_undone_after() -> None:
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            context = TorchContext.capture()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    before = TorchContext.capture()
+    with context.applied():
+        inside = TorchContext.capture()
+        square = torch.ones(2, 2, dtype=torch.float32)
+        assert (square @ square).dtype == torch.bfloat16
+    assert inside.differences(context) == []
+    assert TorchContext.capture().differences(before) == []
+
+
+def test_differences_name_each_setting_that_differs() -> None:
+    context = TorchContext.capture()
+    with torch.no_grad():
+        assert context.differences(TorchContext.capture()) == ["grad_enabled True vs False"]
+
+
+def test_the_snapshot_is_the_model_as_it_was_before_the_test_changed_it() -> None:
+    model = torch.nn.Linear(2, 2)
+    weight = model.weight.detach().clone()
+    snapshot = ModelSnapshot.capture(model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    model.eval()
+    restored = snapshot.restore()
+    assert restored is not model
+    assert torch.equal(restored.weight, weight)
+    assert restored.training
+    assert isinstance(restored.weight, torch.nn.Parameter)
+
+
+def test_a_large_models_parameters_are_referenced_and_a_later_change_makes_it_stale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_capture, "CAPTURE_BUDGET", 0)
+    model = torch.nn.Linear(2, 2)
+    snapshot = ModelSnapshot.capture(model)
+    assert snapshot.restore() is not None
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert snapshot.restore() is None
+
+
+def test_the_state_after_the_call_has_the_buffers_forward_updated() -> None:
+    """Batch norm updates its running statistics without moving their version counter."""
+    norm = torch.nn.BatchNorm1d(3)
+    snapshot = ModelSnapshot.capture(norm)
+    norm(torch.randn(8, 3))
+    state = snapshot.state_after(norm)
+    assert state is not None
+    assert torch.equal(state["running_mean"], norm.running_mean)
+    assert not torch.equal(snapshot.restore().running_mean, norm.running_mean)
+    norm.running_mean.zero_()
+    assert not torch.equal(state["running_mean"], norm.running_mean)
+
+
+def test_an_unpicklable_model_cannot_be_captured() -> None:
+    model = torch.nn.Linear(2, 2)
+    model.activation = lambda x: x
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        ModelSnapshot.capture(model)
+
+
+def test_a_roundtrip_of_a_call_takes_no_inputs_of_its_own() -> None:
+    model = torch.nn.Linear(2, 2)
+    call = Call(model, (torch.ones(2),), {}, RngState.capture(), TorchContext.capture())
+    with pytest.raises(TypeError, match="takes the inputs"):
+        roundtrip(call, torch.ones(2))
