@@ -32,7 +32,8 @@ _SPOOL_BYTES = 64 << 20
 class StagedTarget:
     """A temp file standing in for the export's target until ``commit()``."""
 
-    def __init__(self, target: str | os.PathLike[str] | BinaryIO) -> None:
+    def __init__(self, target: str | os.PathLike[str] | BinaryIO, *, durable: bool = True) -> None:
+        self._durable = durable
         self._path: Path | None = None
         self._file: BinaryIO | None = None
         self._temp: IO[bytes]
@@ -67,7 +68,8 @@ class StagedTarget:
     def commit(self) -> None:
         self._temp.flush()
         if self._path is not None:
-            os.fsync(self._temp.fileno())
+            if self._durable:  # on disk before the rename: a power cut leaves old or new
+                os.fsync(self._temp.fileno())
             with contextlib.suppress(OSError):  # the target's mode, as rewriting it keeps it
                 os.chmod(self._temp_path, stat.S_IMODE(os.stat(self._path).st_mode))
             self._temp.close()

@@ -75,6 +75,11 @@ class PackageExporter:
     problem of the export in one :class:`PackagingError`. ``allow_script_modules=True``
     (torchpkg only) saves ScriptModules with this exporter whatever
     ``_gate_torchscript_serialization`` says; others keep torch.package's gate.
+    ``durable`` (torchpkg only; default True) fsyncs a path target before the
+    atomic rename, so after a power cut the target is the old file or the whole
+    new one; ``durable=False`` keeps the rename (no reader ever sees a partial
+    file) but a power cut soon after may leave the new file empty or partial:
+    for archives that do not outlive the process (the roundtrip's own).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class PackageExporter:
         *,
         collect_errors: bool = False,
         allow_script_modules: bool = False,
+        durable: bool = True,
     ) -> None:
         if isinstance(importer, Importer):
             self.importer: Importer = importer
@@ -98,7 +104,7 @@ class PackageExporter:
         self.debug = debug
         self.collect_errors = collect_errors
         self.allow_script_modules = allow_script_modules
-        self._target = StagedTarget(f)
+        self._target = StagedTarget(f, durable=durable)
         self._writer = ArchiveWriter(self._target.file, self._target.archive_name)
         self._policy = Policy()
         self._resolver = Resolver(self._policy, self.importer, debug)

@@ -173,6 +173,21 @@ def test_failed_fsync_at_commit_leaves_the_previous_file(
     assert_untouched(target, before)
 
 
+@pytest.mark.parametrize(("durable", "fsyncs"), [(True, 1), (False, 0)])
+def test_a_durable_export_fsyncs_before_the_rename_and_a_throwaway_one_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, fsyncs: int
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(_staging.os, "fsync", calls.append)
+    target = tmp_path / "model.pt"
+    with PackageExporter(target, durable=durable) as exporter:
+        exporter.save_text("notes", "a.txt", "hello")
+    assert len(calls) == fsyncs
+    with PackageImporter(target) as importer:
+        assert importer.load_text("notes", "a.txt") == "hello"
+    assert stale_temp_files(target) == []
+
+
 @pytest.mark.parametrize("room", ROOMS)
 def test_full_disk_while_spooling_for_a_file_object_writes_nothing_to_it(
     monkeypatch: pytest.MonkeyPatch, room: int

@@ -92,7 +92,10 @@ def export(model: Any, target: BinaryIO | Path, rules: Rules) -> Exported:
     # Every problem of the export at close(), so the report can name them all. The
     # roundtrip asks whether the model survives: a ScriptModule does, once torch.package's
     # beta gate on saving one is lifted (for this exporter only).
-    exporter = PackageExporter(target, collect_errors=True, allow_script_modules=True)
+    # A throwaway archive: it need not survive a power cut (no fsync).
+    exporter = PackageExporter(
+        target, collect_errors=True, allow_script_modules=True, durable=False
+    )
     error: BaseException | None = None
     try:
         with exporter:
