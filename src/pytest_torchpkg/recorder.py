@@ -22,6 +22,7 @@ import functools
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class _Pending:
     context: TorchContext
     snapshot: ModelSnapshot | None
     capture_error: str | None
+    seconds: float  # what capturing took so far
     tracer: Trace | None = None
 
 
@@ -187,6 +189,7 @@ class Recorder:
             self._skipped_modules.append(module)  # alive, so that its id stays its own
             self.skipped.append(f"{type(module).__module__}.{type(module).__qualname__}")
             return
+        start = time.perf_counter()
         snapshot, error = None, None
         try:
             snapshot = ModelSnapshot.capture(module)
@@ -200,6 +203,7 @@ class Recorder:
             TorchContext.capture(),
             snapshot,
             error,
+            time.perf_counter() - start,
         )
         if self._roots:
             pending.tracer = trace(self._classify, (args, kwargs), model=module)
@@ -221,9 +225,12 @@ class Recorder:
             pending.tracer.__exit__()
         if not returned:
             return
+        start = time.perf_counter()
         self._seen.add(id(module))
         traced = pending.tracer.result if pending.tracer is not None else None
         snapshot = pending.snapshot
+        observed = Observation.capture(module, output, traced)
+        state_after = snapshot.state_after(module) if snapshot is not None else None
         self.calls.append(
             Call(
                 module,
@@ -231,9 +238,10 @@ class Recorder:
                 pending.kwargs,
                 pending.rng_state,
                 pending.context,
-                Observation.capture(module, output, traced),
+                observed,
                 snapshot,
-                snapshot.state_after(module) if snapshot is not None else None,
+                state_after,
                 pending.capture_error,
+                pending.seconds + time.perf_counter() - start,
             )
         )

@@ -156,10 +156,14 @@ def test_command_line_writes_the_table_and_the_json(
 
 
 def test_the_gate_split_sums_each_part_over_the_models_of_a_run() -> None:
-    timings = {"export": 0.5, "load": 0.25, "run": 0.25, "run_original": 0.125}
+    timings = {"capture": 0.5, "export": 0.5, "load": 0.25, "run": 0.25, "run_original": 0.125}
     report = {"tests": [{"models": [{"timings": timings}]}, {"models": [{"timings": timings}]}]}
     assert split_timings(report) == {
+        "capture at the call": 1.0,
         "export": 1.0,
-        "load + clone run (worker)": 1.0,
+        "worker (pipes, fork)": 0.0,
+        "clone load": 0.5,
+        "clone run": 0.5,
+        "compare": 0.0,
         "original re-run": 0.25,
     }

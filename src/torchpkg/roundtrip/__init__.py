@@ -259,14 +259,18 @@ class _Check:
             state = state_dict_of(self.model)
 
         def differences(reference: Any) -> list[Diagnostic]:
-            return output_diagnostics(
-                reference,
-                outcome.outputs,
-                state=state,
-                clone_state=outcome.state,
-                tolerance=tolerance,
-                compare=compare,
-            )
+            start = time.perf_counter()
+            try:
+                return output_diagnostics(
+                    reference,
+                    outcome.outputs,
+                    state=state,
+                    clone_state=outcome.state,
+                    tolerance=tolerance,
+                    compare=compare,
+                )
+            finally:
+                self.timings["compare"] += time.perf_counter() - start
 
         leaks, divergent = self.path_diagnostics(outcome)
         failing = leaks + (divergent if self.strict_paths else [])
@@ -432,7 +436,15 @@ def roundtrip(
     rules = Rules(
         patterns(mock), patterns(extern), patterns(intern), root_paths, configure_exporter
     )
-    timings = {"export": 0.0, "load": 0.0, "run_original": 0.0, "run": 0.0}
+    timings = {
+        "capture": call.capture_seconds,
+        "export": 0.0,
+        "worker": 0.0,
+        "load": 0.0,
+        "run_original": 0.0,
+        "run": 0.0,
+        "compare": 0.0,
+    }
     with ExitStack() as stack:
         stack.callback(caller_rng.restore)
         target: io.BytesIO | Path = io.BytesIO()

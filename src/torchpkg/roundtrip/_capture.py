@@ -287,6 +287,7 @@ class Call:
     snapshot: ModelSnapshot | None = None
     state_after: Mapping[str, Any] | None = None
     capture_error: str | None = None
+    capture_seconds: float = 0.0  # what recording the call cost the test
 
     def model_as_called(self) -> Any | None:
         """A new model as it was at the call, or None when the snapshot is missing or

@@ -220,6 +220,7 @@ def run_in_worker(
 ) -> CloneOutcome:
     """Run ``run_clone(job)`` in the worker process; the outcome's outputs come back with
     the caller's classes in place of the package's."""
+    start = time.perf_counter()
     request = _Request(
         pickle.dumps(job, protocol=5), tuple(sys.path), os.getcwd(), preload, timeout
     )
@@ -227,6 +228,10 @@ def run_in_worker(
     if response.outcome is not None:
         try:
             outcome: CloneOutcome = pickle.loads(response.outcome)
+            # What the worker cost beyond the clone's own load and run: the job and the
+            # outcome on the pipes, the fork, opening the job.
+            spent = time.perf_counter() - start
+            outcome.timings["worker"] = spent - sum(outcome.timings.values())
             return outcome
         except Exception as error:
             failure = f"its outcome could not be read here: {type(error).__name__}: {error}"
