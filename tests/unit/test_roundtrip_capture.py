@@ -96,3 +96,12 @@ def test_a_roundtrip_of_a_call_takes_no_inputs_of_its_own() -> None:
     call = Call(model, (torch.ones(2),), {}, RngState.capture(), TorchContext.capture())
     with pytest.raises(TypeError, match="takes the inputs"):
         roundtrip(call, torch.ones(2))
+
+
+def test_a_grad_tracked_tensor_the_model_holds_at_the_call_still_requires_grad() -> None:
+    """zuko's Bayesian flows swap sampled (non-leaf) weights in for the call."""
+    model = torch.nn.Module()
+    model.weight = torch.ones(2, requires_grad=True) * 2
+    restored = ModelSnapshot.capture(model).restore()
+    assert restored.weight.requires_grad
+    assert torch.equal(restored.weight.detach(), model.weight.detach())

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchpkg.roundtrip._observed import Observation
-from torchpkg.roundtrip._state import RngState
+from torchpkg.roundtrip._state import RngState, copy_tensor
 
 __all__ = [
     "CAPTURE_BUDGET",
@@ -85,16 +85,6 @@ def _quiet() -> Iterator[None]:
     torch = _torch()
     with torch._C.DisableTorchFunction(), torch.no_grad(), torch.inference_mode(False):
         yield
-
-
-def _copy_tensor(tensor: Any) -> Any:
-    torch = _torch()
-    copy = tensor.detach().clone()
-    if isinstance(tensor, torch.nn.Parameter):
-        return torch.nn.Parameter(copy, requires_grad=tensor.requires_grad)
-    if tensor.requires_grad and tensor.is_leaf:
-        copy.requires_grad_()
-    return copy
 
 
 @dataclass(frozen=True, eq=False)
@@ -192,7 +182,7 @@ class _Pickler(pickle.Pickler):
         key = self.ids.get(id(obj))
         if key is None:
             if self._copy_all or not isinstance(obj, self._parameter):
-                kept = _Kept(copy=_copy_tensor(obj))
+                kept = _Kept(copy=copy_tensor(_torch(), obj))
             else:
                 kept = _Kept(live=obj, version=obj._version)
             key = self.ids[id(obj)] = len(self.kept)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["RngState", "copy_inputs"]
+__all__ = ["RngState", "copy_inputs", "copy_tensor"]
 
 
 def _optional_module(name: str) -> ModuleType | None:
@@ -139,7 +139,7 @@ class _Snapshot:
     def tensor(self, value: Any) -> Any:
         entry = self.tensors.get(id(value))
         if entry is None:
-            entry = self.tensors[id(value)] = (value, _copy_tensor(self.torch, value))
+            entry = self.tensors[id(value)] = (value, copy_tensor(self.torch, value))
         return entry[1]
 
     def pickled(self, value: Any) -> Any:
@@ -231,7 +231,9 @@ class _Unpickler(pickle.Unpickler):
         return self.aside[pid]
 
 
-def _copy_tensor(torch: Any, value: Any) -> Any:
+def copy_tensor(torch: Any, value: Any) -> Any:
+    """A detached copy of a tensor that keeps its type and ``requires_grad`` (a copy of a
+    non-leaf tensor becomes a leaf that requires grad, as the original did)."""
     kind = type(value)
     if kind is torch.nn.Parameter:
         return torch.nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad)
