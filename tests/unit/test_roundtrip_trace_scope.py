@@ -95,3 +95,41 @@ def test_a_warm_cache_in_the_original_is_not_a_divergent_path(
     result = check(model, torch.ones(2), root=tmp_path / "src")
     assert result.verdict is Verdict.PASSED, result.report()
     assert path_diagnostics(result) == []
+
+
+SETTINGS = """
+SCALE = 1.0
+
+
+def scale():
+    return SCALE
+"""
+
+SETTLED = """
+import torch
+
+from . import settings
+
+
+class Normal:
+    def __init__(self, loc):
+        self.loc = loc
+
+    def log_prob(self, x):
+        return -0.5 * ((x - self.loc) * settings.scale()) ** 2
+"""
+
+
+def test_the_library_code_an_inputs_methods_call_is_not_a_leak(
+    source_tree: Any, tmp_path: Path
+) -> None:
+    """gpytorch's distributions call its settings and memoization helpers: module-level
+    code of the library the input came from, which the caller brings too."""
+    top = source_tree(
+        {"__init__.py": "", "settings.py": SETTINGS, "dists.py": SETTLED, "quad.py": QUADRATURE}
+    )
+    dists = importlib.import_module(f"{top}.dists")
+    quad = importlib.import_module(f"{top}.quad")
+    result = check(quad.Quadrature(), dists.Normal(torch.zeros(3)), torch.ones(3), root=tmp_path)
+    assert result.verdict is Verdict.PASSED, result.report()
+    assert path_diagnostics(result) == []

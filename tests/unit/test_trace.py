@@ -176,14 +176,16 @@ def files_traced(
     return {file for file, _ in lines_traced(files, inputs, run)}
 
 
-def test_the_methods_of_an_inputs_repository_class_are_not_traced(
+def test_the_code_of_an_inputs_package_is_not_traced_but_the_models_own_module_is(
     source_tree: SourceTree,
 ) -> None:
+    """The input's methods, and the module code of its package they may call (helpers
+    the caller brings along), are the caller's; the model's module stays traced."""
     dists, quad = repository(source_tree)
-    normal = dists.Normal([1.0, 2.0])
+    model, normal = quad.Quadrature(), dists.Normal([1.0, 2.0])
     files = (dists.__file__, quad.__file__)
-    traced = files_traced(files, (normal, 2.0), lambda: quad.integrate(normal, 2.0))
-    assert traced == {quad.__file__}  # the model's code still is
+    traced = lines_traced(files, (normal, 2.0), lambda: model(normal, 2.0), model=model)
+    assert {file for file, _ in traced} == {quad.__file__}
 
 
 def test_properties_static_and_class_methods_of_an_input_class_are_not_traced(

@@ -97,7 +97,7 @@ def _installed_below(filename: str, root: str) -> bool:
 class Trace:
     """Context manager: traces the current thread while entered.
 
-    The code that comes with ``inputs`` is not traced (see :func:`_input_code`);
+    The code that comes with ``inputs`` is not traced (see :class:`_InputWalk`);
     ``model`` (the model called on them) and its submodules are never taken for
     inputs, nor their classes' code.
     """
@@ -106,7 +106,10 @@ class Trace:
         self.result = Traced()
         self._classify = classify
         # Code the test passed in runs where it was written: not the package's.
-        self._ignored = _input_code(inputs, model)
+        walk = _InputWalk(model)
+        self._ignored = walk.code_of(inputs)
+        self._input_files = walk.files()
+        self._model_files = walk.model_files()
         self._keys: dict[tuple[str, bool], str | None] = {}
         self._seen: set[tuple[str, bool, int]] = set()
         self._tool: int | None = None
@@ -114,7 +117,12 @@ class Trace:
     def _key(self, filename: str, packaged: bool) -> str | None:
         cache_key = (filename, packaged)
         if cache_key not in self._keys:
-            self._keys[cache_key] = self._classify(filename, packaged)
+            brought = (
+                not packaged
+                and filename.startswith(self._input_files)
+                and filename not in self._model_files
+            )
+            self._keys[cache_key] = None if brought else self._classify(filename, packaged)
         return self._keys[cache_key]
 
     def _record(self, key: str, packaged: bool, line: int, caller: FrameType | None) -> None:
@@ -213,8 +221,8 @@ _CONTAINERS = (list, tuple, set, frozenset, dict)
 _FOREIGN = frozenset({"builtins", "torch"})  # top-level modules whose classes are not walked
 
 
-def _input_code(inputs: object, model: object = None) -> set[CodeType]:
-    """The code that comes with ``inputs``: of the callables among them, and of the
+class _InputWalk:
+    """The code that comes with the inputs: of the callables among them, and of the
     methods of the classes of the objects reachable from them (through containers,
     dataclass fields, ``__slots__`` and ``__dict__`` values, a few levels deep), each
     class with its MRO. A quadrature module given a distribution of the repository's
@@ -222,10 +230,7 @@ def _input_code(inputs: object, model: object = None) -> set[CodeType]:
     that distribution and its code. ``model`` and its submodules are not inputs: they
     are not walked, and their classes' code stays traced. torch's and built-in classes
     are skipped (their code is never the repository's)."""
-    return _InputWalk(model).code_of(inputs)
 
-
-class _InputWalk:
     def __init__(self, model: object) -> None:
         parts: list[Any] = [] if model is None else [model]
         if _is_module(model):
@@ -235,10 +240,34 @@ class _InputWalk:
         self._classes: set[type] = set()
         self._code: set[CodeType] = set()
         self._budget = _BUDGET
+        self._packages: set[str] = set()
 
     def code_of(self, inputs: object) -> set[CodeType]:
         self._walk(inputs, 0)
         return self._code
+
+    def model_files(self) -> frozenset[str]:
+        """The files of the model's own classes: traced even inside an input's package."""
+        modules = (sys.modules.get(klass.__module__) for klass in self._own)
+        files = (getattr(module, "__file__", None) for module in modules)
+        return frozenset(file for file in files if isinstance(file, str))
+
+    def files(self) -> tuple[str, ...]:
+        """The folders (and single-file modules) of the top-level packages the inputs'
+        classes come from. Their code, run from its files, is the caller's: a
+        likelihood given the library's own distribution runs the distribution's
+        module and everything it calls in that library (gpytorch's settings, its
+        memoization helpers), which on another machine the caller brings."""
+        found: list[str] = []
+        for name in sorted(self._packages):
+            module = sys.modules.get(name)
+            paths = getattr(module, "__path__", None)
+            file = getattr(module, "__file__", None)
+            if paths is not None:
+                found.extend(os.path.join(path, "") for path in paths)
+            elif isinstance(file, str):
+                found.append(file)
+        return tuple(found)
 
     def _walk(self, obj: object, depth: int) -> None:
         if isinstance(obj, _ATOMS) or id(obj) in self._seen or self._budget <= 0:
@@ -261,6 +290,8 @@ class _InputWalk:
             if klass in self._classes or klass in self._own or _top(klass) in _FOREIGN:
                 continue
             self._classes.add(klass)
+            if not is_mangled(klass.__module__):
+                self._packages.add(_top(klass))
             for value in list(vars(klass).values()):
                 for function in _functions(value):
                     self._code.update(_code_tree(function))
