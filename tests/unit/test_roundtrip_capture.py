@@ -105,3 +105,21 @@ def test_a_grad_tracked_tensor_the_model_holds_at_the_call_still_requires_grad()
     restored = ModelSnapshot.capture(model).restore()
     assert restored.weight.requires_grad
     assert torch.equal(restored.weight.detach(), model.weight.detach())
+
+
+def test_the_state_after_the_call_has_parameters_written_through_data() -> None:
+    """gpytorch initialises variational parameters with ``.data.copy_``: no version moves."""
+    model = torch.nn.Linear(2, 2)
+    snapshot = ModelSnapshot.capture(model)
+    model.weight.data.copy_(torch.full((2, 2), 7.0))
+    state = snapshot.state_after(model)
+    assert state is not None
+    assert torch.equal(state["weight"], torch.full((2, 2), 7.0))
+
+
+def test_a_model_too_large_to_copy_has_no_state_after_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_capture, "CAPTURE_BUDGET", 0)
+    model = torch.nn.Linear(2, 2)
+    assert ModelSnapshot.capture(model).state_after(model) is None

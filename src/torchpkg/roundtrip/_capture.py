@@ -8,9 +8,8 @@ the model before ``forward`` runs: its Python structure is pickled then (cheap:
 objects, not bytes) with every tensor kept aside, copied when the model is
 small and referenced with its version counter when it is large (a tensor whose
 counter moved later cannot be restored: the snapshot is then stale and the
-live model is used, as before). Right after the call, the buffers and the
-parameters whose counters moved during ``forward`` are copied: that is the
-state the clone's run must reproduce.
+live model is used, as before). Right after the call, a small model's state is
+copied again: that is the state the clone's run must reproduce.
 
 torch's process-wide state that a forward reads (grad and inference mode,
 autocast, the default dtype and device, ...) is captured too and replayed
@@ -205,25 +204,20 @@ class ModelSnapshot:
 
     data: bytes
     kept: list[_Kept]
-    ids: dict[int, int]  # id of a live tensor -> its index in ``kept``
-    versions: dict[int, int]  # index -> the live state tensor's version at the call
+    copied_all: bool  # every tensor was copied (the model is within CAPTURE_BUDGET)
 
     @classmethod
     def capture(cls, model: Any) -> ModelSnapshot:
         """Raises whatever pickling the model raises (a lambda, a local class...)."""
         torch = _torch()
-        state = model.state_dict(keep_vars=True) if isinstance(model, torch.nn.Module) else {}
-        size = sum(t.nbytes for t in state.values() if isinstance(t, torch.Tensor))
         buffer = io.BytesIO()
         with _quiet():
-            pickler = _Pickler(buffer, copy_all=size <= CAPTURE_BUDGET)
+            state = model.state_dict(keep_vars=True) if isinstance(model, torch.nn.Module) else {}
+            size = sum(t.nbytes for t in state.values() if isinstance(t, torch.Tensor))
+            copied_all = size <= CAPTURE_BUDGET
+            pickler = _Pickler(buffer, copy_all=copied_all)
             pickler.dump(model)
-        versions = {
-            pickler.ids[id(tensor)]: tensor._version
-            for tensor in state.values()
-            if id(tensor) in pickler.ids
-        }
-        return cls(buffer.getvalue(), pickler.kept, pickler.ids, versions)
+        return cls(buffer.getvalue(), pickler.kept, copied_all)
 
     def restore(self) -> Any | None:
         """A new model as it was at the call, or None when a tensor that was not copied
@@ -234,28 +228,19 @@ class ModelSnapshot:
         return _Unpickler(self.data, tensors).load()
 
     def state_after(self, model: Any) -> dict[str, Any] | None:
-        """The model's state_dict right after the call: copies of the tensors ``forward``
-        changed, the snapshot's copies of the others (None when those were not copied)."""
+        """A copy of the model's state_dict right after the call; None for a model too
+        large to copy (its snapshot references its weights). Every tensor is copied:
+        version counters miss writes through ``.data`` (gpytorch initialises its
+        variational parameters so) and native kernels' in-place updates (batch norm's
+        running statistics)."""
         torch = _torch()
-        if not isinstance(model, torch.nn.Module):
+        if not isinstance(model, torch.nn.Module) or not self.copied_all:
             return None
-        state: dict[str, Any] = {}
         with _quiet():
-            for key, tensor in model.state_dict(keep_vars=True).items():
-                index = self.ids.get(id(tensor))
-                if not isinstance(tensor, torch.Tensor) or index is None:
-                    state[key] = tensor
-                elif not isinstance(
-                    tensor, torch.nn.Parameter
-                ) or tensor._version != self.versions.get(index):
-                    # Buffers are copied whatever their counter says: native kernels (batch
-                    # norm's running statistics) update them in place without counting.
-                    state[key] = tensor.detach().clone()
-                elif self.kept[index].copy is not None:
-                    state[key] = self.kept[index].copy.detach()
-                else:
-                    return None
-        return state
+            return {
+                key: copy_tensor(torch, value) if isinstance(value, torch.Tensor) else value
+                for key, value in model.state_dict(keep_vars=True).items()
+            }
 
 
 @dataclass(frozen=True, eq=False)
