@@ -141,6 +141,25 @@ SUITE = '''
             return x * len(grid(4))
 
 
+    class fast_mode:
+        """A library setting, as gpytorch.settings has: a class flag a context sets."""
+
+        on = False
+
+        def __enter__(self):
+            type(self).on = True
+
+        def __exit__(self, *exc):
+            type(self).on = False
+
+
+    class Settled(nn.Module):
+        def forward(self, x):
+            if fast_mode.on:
+                return x * 3
+            return x + 1
+
+
     class Lazy(nn.Module):
         """Returns a distribution whose lazy properties cache into its __dict__ when read."""
 
@@ -455,3 +474,31 @@ def test_a_default_dtype_a_conftest_set_and_never_restored_is_replayed(
         """
     )
     assert models(gated(run_pytest, pytester)) == [("suite.Head", "passed")]
+
+
+def test_a_library_setting_the_test_set_around_the_call_is_named_where_the_runs_part(
+    run_pytest: RunPytest, pytester: pytest.Pytester
+) -> None:
+    """11. gpytorch's settings are class flags of an interned module: the clone has its
+    own copy, which the test's ``with`` does not reach. A true positive, named."""
+    pytester.makepyfile(
+        """
+        import torch
+        import suite
+
+
+        def test_fast():
+            with suite.fast_mode():
+                assert suite.Settled()(torch.ones(2)).sum() == 6
+        """
+    )
+    report = gated(run_pytest, pytester)
+    assert models(report) == [("suite.Settled", "mismatch")]
+    [cause] = [
+        diagnostic
+        for test in report["tests"]
+        for model in test["models"]
+        for diagnostic in model["diagnostics"]
+        if diagnostic["kind"] == "depends-on-test-state"
+    ]
+    assert "part at suite.py:" in cause["message"]

@@ -288,6 +288,7 @@ class _Check:
             outcome=outcome,
             originals=originals,
             tolerance=tolerance,
+            parting=divergent[0].location if divergent else None,
         )
         if failing and verdict is Verdict.PASSED:
             verdict = Verdict.MISMATCH
@@ -302,6 +303,7 @@ class _Check:
         outcome: CloneOutcome,
         originals: Mapping[str, ModuleType],
         tolerance: Tolerance,
+        parting: str | None = None,
     ) -> tuple[Verdict, list[Diagnostic]]:
         """The clone differs from what the test saw: is it the package, or the test's state?
 
@@ -338,7 +340,7 @@ class _Check:
             # judged against the model as it is now.
             again = differences(now)
             return (Verdict.PASSED, notes) if not again else (Verdict.MISMATCH, again + notes)
-        return Verdict.MISMATCH, [depends_on_test_state([]), *found, *notes]
+        return Verdict.MISMATCH, [depends_on_test_state([], parting), *found, *notes]
 
 
 _FAILED = object()

@@ -86,7 +86,11 @@ def changed_globals(
     ]
 
 
-def depends_on_test_state(changed: list[tuple[str, str, str]]) -> Diagnostic:
+def depends_on_test_state(
+    changed: list[tuple[str, str, str]], parting: str | None = None
+) -> Diagnostic:
+    """``changed``: (global, value at the call, value now); ``parting``: the first line
+    where the original's run and the clone's part, when the traces say."""
     if changed:
         listed = "; ".join(
             f"{name} was {then} during the call and is {now} now" for name, then, now in changed
@@ -102,9 +106,15 @@ def depends_on_test_state(changed: list[tuple[str, str, str]]) -> Diagnostic:
             "the original model itself answers differently after the test than it did when "
             "the test called it, and none of its modules' globals changed: it depends on "
             "state the test set around the call elsewhere (environment variables, another "
-            "module, a file, a flag on torch)."
+            "module, a file, a flag on torch, a library's settings context)."
         )
-        location = None
+        if parting is not None:
+            message += (
+                f" The original's run and the clone's part at {parting}: what is read "
+                "there is the likely cause (the package has its own copy of that module, "
+                "which the test's setting does not reach)."
+            )
+        location = parting
     return Diagnostic(
         DiagnosticKind.DEPENDS_ON_TEST_STATE,
         message,
