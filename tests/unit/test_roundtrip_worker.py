@@ -131,3 +131,66 @@ def test_an_extern_submodule_of_a_module_that_is_not_a_package_imports() -> None
         exporter.save_source_string("uses_osp", "import os.path as osp\nJOIN = osp.join\n")
     with PackageImporter(io.BytesIO(buffer.getvalue())) as importer:
         assert importer.import_module("uses_osp").JOIN is importlib.import_module("os.path").join
+
+
+BOX = """
+    import os
+
+    with open(os.environ["IMPORTS_LOG"], "a") as log:
+        log.write("imported\\n")
+
+
+    class Box:
+        def __init__(self, tensor):
+            self.tensor = tensor
+
+        def value(self):
+            return self.tensor * FACTOR
+
+
+    FACTOR = 2
+"""
+
+UNBOX = """
+    from torch import nn
+
+
+    class Unbox(nn.Module):
+        def forward(self, box):
+            return box.value() + 1
+"""
+
+
+@pytest.fixture
+def boxes(source_tree: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A repository whose model takes an input of the repository's own class; the
+    worker's processes log each import of that class's module."""
+    monkeypatch.setenv("IMPORTS_LOG", str(tmp_path / "imports.log"))
+    shutdown()  # a worker that inherits the variable
+    top = source_tree({"__init__.py": "", "box.py": BOX, "unbox.py": UNBOX})
+    yield top
+    shutdown()
+
+
+def test_the_worker_keeps_the_repository_modules_a_clone_needed_for_the_next(
+    boxes: str, tmp_path: Path
+) -> None:
+    box = importlib.import_module(f"{boxes}.box")
+    unbox = importlib.import_module(f"{boxes}.unbox")
+    log = tmp_path / "imports.log"
+    for _ in range(3):
+        result = roundtrip(unbox.Unbox(), box.Box(torch.ones(2)), roots=[tmp_path / "src"])
+        assert result.passed, result.report()
+    # here, in the first clone, and once in the worker's server for the two after it
+    assert log.read_text().count("imported") == 3
+
+
+def test_a_repository_module_changed_on_disk_is_imported_afresh(boxes: str, tmp_path: Path) -> None:
+    box = importlib.import_module(f"{boxes}.box")
+    unbox = importlib.import_module(f"{boxes}.unbox")
+    roots = [tmp_path / "src"]
+    assert roundtrip(unbox.Unbox(), box.Box(torch.ones(2)), roots=roots).passed
+    source = Path(box.__file__)
+    source.write_text(source.read_text().replace("FACTOR = 2", "FACTOR = 20"))
+    result = roundtrip(unbox.Unbox(), box.Box(torch.ones(2)), roots=roots)
+    assert result.verdict is Verdict.MISMATCH  # the clone opened its input with the new file

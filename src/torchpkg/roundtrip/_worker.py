@@ -11,8 +11,10 @@ the timeout; one that crashes is reported with its last output. Where ``fork``
 is missing (or ``TORCHPKG_WORKER_START=spawn``) each clone gets a new process.
 
 Frames on the pipes are a length and a pickle. The server never unpickles
-user objects (they would import the repository's modules into every later
-child): the job travels as bytes that only the child opens.
+user objects: the job travels as bytes that only the child opens. The
+repository's modules a child had to import to open its job (its inputs'
+classes) are imported by the server afterwards, for the next children, while
+their files and the import path stay as they were (see :class:`_Repository`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import IO, Any
 from torchpkg.mangling import demangle, is_mangled
 from torchpkg.roundtrip._clone import CloneJob, CloneOutcome, Stage, run_clone
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind
+from torchpkg.roundtrip._trace import in_repository
 
 __all__ = ["DEFAULT_TIMEOUT", "run_in_worker", "shutdown", "warm_up"]
 
@@ -49,6 +52,7 @@ DEFAULT_TIMEOUT = 300.0
 _HEADER = struct.Struct(">Q")
 _LOG_TAIL = 2000
 _LEARNED = ".learned"
+_REPOSITORY = ".repository"
 _START_ENV = "TORCHPKG_WORKER_START"
 # Not ``-m``: the classes on the pipes must be this module's, not ``__main__``'s.
 _ENTRY = "import sys; from torchpkg.roundtrip._worker import main; main(sys.argv[1:])"
@@ -296,6 +300,60 @@ def _child(request: _Request, result: str) -> None:
     ]
     with open(result + _LEARNED, "w") as stream:
         stream.write("\n".join(learned))
+    # The repository's modules the job needed (its inputs' and outputs' classes).
+    roots = tuple(os.path.join(root, "") for root in job.roots)
+    repository = [
+        name
+        for name, module in list(sys.modules.items())
+        if name not in before and not is_mangled(name) and _repository_file(module, roots)
+    ]
+    with open(result + _REPOSITORY, "w") as stream:
+        stream.write("\n".join(repository))
+
+
+def _repository_file(module: object, roots: tuple[str, ...]) -> str | None:
+    file = getattr(module, "__file__", None)
+    return file if isinstance(file, str) and in_repository(file, roots) else None
+
+
+class _Repository:
+    """The repository's modules the server imported for later children (each child
+    imported them to open its job: the classes of the inputs and outputs). Never run,
+    only imported, they are what a child would import itself, as long as their files
+    and the import path stay as they were: checked before every fork, and all of them
+    dropped when anything moved (pytester-style suites rewrite modules per test)."""
+
+    def __init__(self) -> None:
+        self._stamps: dict[str, tuple[str, int, int]] = {}
+        self._where: tuple[tuple[str, ...], str] = ((), "")
+
+    def refresh(self, request: _Request) -> None:
+        where = (request.sys_path, request.cwd)
+        if self._stamps and (where != self._where or any(map(_moved, self._stamps.values()))):
+            for name in self._stamps:
+                sys.modules.pop(name, None)
+            self._stamps.clear()
+        self._where = where
+
+    def learn(self, names: Iterable[str]) -> None:
+        _import_all(names)
+        for name in names:
+            file = getattr(sys.modules.get(name), "__file__", None)
+            stamp = _stamp(file) if isinstance(file, str) else None
+            if stamp is not None:
+                self._stamps[name] = stamp
+
+
+def _stamp(file: str) -> tuple[str, int, int] | None:
+    try:
+        status = os.stat(file)
+    except OSError:
+        return None
+    return (file, status.st_mtime_ns, status.st_size)
+
+
+def _moved(stamp: tuple[str, int, int]) -> bool:
+    return _stamp(stamp[0]) != stamp
 
 
 def _import_all(names: Iterable[str]) -> None:
@@ -368,6 +426,7 @@ def _run_spawned(request: _Request, result: str, log: str) -> str | None:
 
 def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
     forking = hasattr(os, "fork") and os.environ.get(_START_ENV, "fork") == "fork"
+    repository = _Repository()
     with tempfile.TemporaryDirectory(prefix="torchpkg-worker-") as folder:
         result, log = os.path.join(folder, "outcome"), os.path.join(folder, "log")
         while True:
@@ -379,7 +438,8 @@ def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
             _import_all(request.preload)
             if request.job is None:
                 continue
-            for path in (result, log, result + _LEARNED):
+            repository.refresh(request)
+            for path in (result, log, result + _LEARNED, result + _REPOSITORY):
                 if os.path.exists(path):
                     os.unlink(path)
             run = _run_forked if forking else _run_spawned
@@ -396,6 +456,9 @@ def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
             if os.path.exists(result + _LEARNED):  # while the caller goes on
                 with open(result + _LEARNED) as stream:
                     _import_all(stream.read().split())
+            if forking and os.path.exists(result + _REPOSITORY):  # spawned children import
+                with open(result + _REPOSITORY) as stream:
+                    repository.learn(stream.read().split())
 
 
 def main(argv: list[str]) -> None:
