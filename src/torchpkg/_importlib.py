@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,15 @@ if TYPE_CHECKING:
 
     from torchpkg.importer import PackageImporter
 
-__all__ = ["PackageLoader", "calc_package", "compiled", "resolve_name", "torch_registry"]
+__all__ = [
+    "PackageLoader",
+    "cache_code",
+    "cached_code",
+    "calc_package",
+    "compiled",
+    "resolve_name",
+    "torch_registry",
+]
 
 
 class PackageLoader(importlib.abc.Loader):
@@ -88,11 +97,25 @@ def compiled(source: str, record: str, filename: str, origin: str | None = None)
         code = _bytecode_of(origin, source.encode("utf-8"))
     if code is None:
         code = compile(source, record, "exec", dont_inherit=True)
-        with _code_cache_lock:
-            _code_cache[key] = code
-            if len(_code_cache) > _CODE_CACHE_SIZE:
-                _code_cache.popitem(last=False)
+        cache_code([(key, code)])
     return _relabel(code, filename)
+
+
+def cached_code() -> list[tuple[tuple[str, str], CodeType]]:
+    """The compiled packaged modules this process holds: ((record, source), code)."""
+    with _code_cache_lock:
+        return list(_code_cache.items())
+
+
+def cache_code(entries: Iterable[tuple[tuple[str, str], CodeType]]) -> None:
+    """Hold compiled packaged modules for later imports of the same source (the clone
+    worker hands its children's compiles to the children after them)."""
+    with _code_cache_lock:
+        for key, code in entries:
+            _code_cache[key] = code
+            _code_cache.move_to_end(key)
+        while len(_code_cache) > _CODE_CACHE_SIZE:
+            _code_cache.popitem(last=False)
 
 
 def _bytecode_of(path: str, source: bytes) -> CodeType | None:

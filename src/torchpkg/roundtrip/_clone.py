@@ -23,6 +23,7 @@ from typing import Any
 
 from torchpkg._materialize import packaged_record
 from torchpkg.importer import PackageImporter
+from torchpkg.mangling import is_mangled
 from torchpkg.roundtrip._capture import TorchContext
 from torchpkg.roundtrip._compare import state_dict_of
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind, error_diagnostics
@@ -36,7 +37,7 @@ from torchpkg.roundtrip._export import PACKAGE, RESOURCE
 from torchpkg.roundtrip._state import RngState, copy_inputs
 from torchpkg.roundtrip._trace import Classify, Traced, in_repository, trace
 
-__all__ = ["CloneJob", "CloneOutcome", "Stage", "run_clone"]
+__all__ = ["CloneJob", "CloneOutcome", "Stage", "measure_registries", "run_clone"]
 
 
 class Stage(enum.Enum):
@@ -101,14 +102,14 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
         )
         stack.callback(importer.close)
         watched = _libraries(importer.extern_modules)
-        extern_before = _registry_sizes(watched)
+        extern_before = _registries_before(watched)
         clone = importer.load_pickle(PACKAGE, RESOURCE)
     except Exception as error:
         what = "loading the model from the package"
         return CloneOutcome(
             Stage.LOAD_FAILED,
             error_diagnostics(DiagnosticKind.LOAD_ERROR, what, error, job.mocked),
-            side_effects=_side_effects(extern_before, watched),
+            side_effects=_side_effects(extern_before),
         )
     load_time = time.perf_counter() - start
     clone_modules = {
@@ -119,7 +120,7 @@ def run_clone(job: CloneJob, stack: ExitStack) -> CloneOutcome:
     }
     outcome = CloneOutcome(
         Stage.RAN,
-        side_effects=_side_effects(extern_before, watched),
+        side_effects=_side_effects(extern_before),
         fresh_globals=snapshot_globals(clone_modules),
         timings={"load": load_time},
     )
@@ -172,8 +173,12 @@ def _state_of(clone: Any) -> dict[str, Any] | None:
 
 # --- what loading the package wrote into extern modules ----------------------------------
 
-_Sizes = dict[str, tuple[int, int]]  # "module.NAME[.attr]" -> (id of the container, length)
+# "module.NAME[.attr]" -> (the module's top-level package, the container, its length)
+_Sizes = dict[str, tuple[str, Any, int]]
 _CONTAINERS = (dict, list, set)
+# The registries of every library imported, measured by the worker's server before it
+# forks clones (the same in each of them): the number of modules then, and the sizes.
+_baseline: tuple[int, _Sizes] | None = None
 
 
 def _containers(module: ModuleType) -> Iterator[tuple[str, Any]]:
@@ -204,37 +209,58 @@ _TORCH_REGISTRIES = ("torch.utils.data",)
 def _libraries(externs: Iterable[str]) -> frozenset[str]:
     """Top-level packages of the package's extern libraries (not the standard library's
     caches, nor torchpkg's registry of packaged modules)."""
-    tops = {name.partition(".")[0] for name in externs}
-    return frozenset(
-        top
-        for top in tops
-        if top not in sys.stdlib_module_names and top not in ("torch", "torchpkg")
-    )
+    return frozenset(top for top in {name.partition(".")[0] for name in externs} if _library(top))
 
 
-def _registry_sizes(libraries: frozenset[str]) -> _Sizes:
+def _library(top: str) -> bool:
+    return top not in sys.stdlib_module_names and top not in ("torch", "torchpkg")
+
+
+def measure_registries() -> None:
+    """Measure the registries of every library imported now, for the clones forked next
+    (a clone then only compares lengths). Called by the worker's server, whose modules
+    change only by import."""
+    global _baseline
+    if _baseline is None or _baseline[0] != len(sys.modules):
+        _baseline = (len(sys.modules), _registry_sizes(None))
+
+
+def _registries_before(libraries: frozenset[str]) -> _Sizes:
+    if _baseline is not None and _baseline[0] == len(sys.modules):
+        return {
+            path: entry
+            for path, entry in _baseline[1].items()
+            if entry[0] in libraries or entry[0] == "torch"
+        }
+    return _registry_sizes(libraries)
+
+
+def _registry_sizes(libraries: frozenset[str] | None) -> _Sizes:
+    """The registries of ``libraries`` (of every library imported when None), with
+    torch's that keep registries, filed under "torch"."""
     sizes: _Sizes = {}
     with warnings.catch_warnings():  # deprecated aliases warn when looked at
         warnings.simplefilter("ignore")
         for name, module in list(sys.modules.items()):
-            watched = name.partition(".")[0] in libraries or name.startswith(_TORCH_REGISTRIES)
-            if not watched or not isinstance(module, ModuleType):
+            if not isinstance(module, ModuleType) or is_mangled(name):
+                continue
+            top = "torch" if name.startswith(_TORCH_REGISTRIES) else name.partition(".")[0]
+            if top != "torch" and (
+                not _library(top) or (libraries is not None and top not in libraries)
+            ):
                 continue
             try:
                 for path, container in _containers(module):
-                    sizes[path] = (id(container), len(container))
+                    sizes[path] = (top, container, len(container))
             except Exception:  # a proxy object whose attribute access fails
                 continue
     return sizes
 
 
-def _side_effects(before: _Sizes, libraries: frozenset[str]) -> list[Diagnostic]:
-    after = _registry_sizes(libraries)
-    grown = sorted(
-        path
-        for path, (identity, size) in after.items()
-        if path in before and before[path][0] == identity and size > before[path][1]
-    )
+def _side_effects(before: _Sizes) -> list[Diagnostic]:
+    """The registries measured before loading that grew since (a global rebound to a new
+    container leaves the measured one as it was: not a registration)."""
+    grown = sorted(path for path, (_, container, size) in before.items() if len(container) > size)
     if not grown:
         return []
     shown = ", ".join(grown[:5]) + (f" and {len(grown) - 5} more" if len(grown) > 5 else "")

@@ -23,6 +23,7 @@ import atexit
 import faulthandler
 import importlib
 import io
+import marshal
 import os
 import pickle
 import select
@@ -41,8 +42,15 @@ from pathlib import Path
 from types import FunctionType
 from typing import IO, Any
 
+from torchpkg._importlib import cache_code, cached_code
 from torchpkg.mangling import demangle, is_mangled
-from torchpkg.roundtrip._clone import CloneJob, CloneOutcome, Stage, run_clone
+from torchpkg.roundtrip._clone import (
+    CloneJob,
+    CloneOutcome,
+    Stage,
+    measure_registries,
+    run_clone,
+)
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind
 from torchpkg.roundtrip._trace import in_repository
 
@@ -53,6 +61,9 @@ _HEADER = struct.Struct(">Q")
 _LOG_TAIL = 2000
 _LEARNED = ".learned"
 _REPOSITORY = ".repository"
+_CODE = ".code"
+# What a child leaves for the server next to its outcome.
+_REPORTS = (_LEARNED, _REPOSITORY, _CODE)
 _START_ENV = "TORCHPKG_WORKER_START"
 # Not ``-m``: the classes on the pipes must be this module's, not ``__main__``'s.
 _ENTRY = "import sys; from torchpkg.roundtrip._worker import main; main(sys.argv[1:])"
@@ -273,6 +284,7 @@ def _child(request: _Request, result: str) -> None:
     os.chdir(request.cwd)
     importlib.invalidate_caches()
     before = set(sys.modules)
+    compiled_before = {key for key, _ in cached_code()}
     assert request.job is not None
     job: CloneJob = pickle.loads(request.job)
     with ExitStack() as stack:
@@ -309,6 +321,10 @@ def _child(request: _Request, result: str) -> None:
     ]
     with open(result + _REPOSITORY, "w") as stream:
         stream.write("\n".join(repository))
+    # What the package's modules compiled to: the next children load the same sources.
+    compiled = [(key, code) for key, code in cached_code() if key not in compiled_before]
+    with open(result + _CODE, "wb") as stream:
+        marshal.dump(compiled, stream)
 
 
 def _repository_file(module: object, roots: tuple[str, ...]) -> str | None:
@@ -439,7 +455,9 @@ def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
             if request.job is None:
                 continue
             repository.refresh(request)
-            for path in (result, log, result + _LEARNED, result + _REPOSITORY):
+            if forking:  # once here for every child, while nothing new is imported
+                measure_registries()
+            for path in (result, log, *(result + suffix for suffix in _REPORTS)):
                 if os.path.exists(path):
                     os.unlink(path)
             run = _run_forked if forking else _run_spawned
@@ -459,6 +477,9 @@ def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
             if forking and os.path.exists(result + _REPOSITORY):  # spawned children import
                 with open(result + _REPOSITORY) as stream:
                     repository.learn(stream.read().split())
+            if forking and os.path.exists(result + _CODE):
+                with open(result + _CODE, "rb") as stream:
+                    cache_code(marshal.load(stream))
 
 
 def main(argv: list[str]) -> None:
