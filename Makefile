@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 # (tests needing torch skip themselves). Versions not installed are skipped.
 TORCH_FREE_PYTHONS ?= $(foreach v,3.10 3.12 3.13,$(firstword $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python3) python$(v)))
 
-.PHONY: venv test lint type unit pythons demo bench clean
+.PHONY: venv test lint type unit pythons demo bench upstream clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples fuzz
-	$(BIN)/ruff format --check src tests bench examples fuzz
+	$(BIN)/ruff check src tests bench examples fuzz upstream
+	$(BIN)/ruff format --check src tests bench examples fuzz upstream
 
 type: $(STAMP)
 	$(BIN)/mypy --strict src
@@ -59,6 +59,13 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Real libraries' own test suites (pinned sdists, fetched into .upstream/), each run
+# plain, under the gate and in report mode; outcomes compared test by test.
+# UPSTREAM_ARGS: e.g. --slice, --suite zuko, --json upstream.json.
+upstream: $(STAMP)
+	$(BIN)/python -m upstream fetch
+	$(BIN)/python -m upstream run $(UPSTREAM_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache build dist
