@@ -374,6 +374,8 @@ def _moved(stamp: tuple[str, int, int]) -> bool:
 
 def _import_all(names: Iterable[str]) -> None:
     for name in names:
+        if name in sys.modules:  # every request lists them all again
+            continue
         try:
             importlib.import_module(name)
         except BaseException:  # a child meets it again and reports it
@@ -382,6 +384,22 @@ def _import_all(names: Iterable[str]) -> None:
 
 def _wait(pid: int, timeout: float) -> int | None:
     """The child's wait status, or None after killing it at the timeout."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:  # Linux: woken the moment the child ends, not polled
+        try:
+            fd = pidfd_open(pid)
+        except OSError:
+            pass
+        else:
+            try:
+                ready, _, _ = select.select([fd], [], [], timeout)
+            finally:
+                os.close(fd)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            return os.waitpid(pid, 0)[1]
     deadline = time.monotonic() + timeout
     pause = 0.0005
     while True:
