@@ -36,7 +36,13 @@ lint: $(STAMP)
 type: $(STAMP)
 	$(BIN)/mypy --strict src
 
-unit: $(STAMP)
+# The real suites' sources, for the slice tests/upstream runs (make upstream runs them whole).
+UPSTREAM_STAMP := .upstream/.fetched
+$(UPSTREAM_STAMP): $(STAMP) upstream/suites.py upstream/fetch.py
+	$(BIN)/python -m upstream fetch
+	touch $(UPSTREAM_STAMP)
+
+unit: $(STAMP) $(UPSTREAM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 pythons:
@@ -63,8 +69,7 @@ bench: $(STAMP)
 # Real libraries' own test suites (pinned sdists, fetched into .upstream/), each run
 # plain, under the gate and in report mode; outcomes compared test by test.
 # UPSTREAM_ARGS: e.g. --slice, --suite zuko, --json upstream.json.
-upstream: $(STAMP)
-	$(BIN)/python -m upstream fetch
+upstream: $(UPSTREAM_STAMP)
 	$(BIN)/python -m upstream run $(UPSTREAM_ARGS)
 
 clean:

@@ -22,6 +22,8 @@ class Suite:
     version: str
     tests: tuple[str, ...]  # test paths, relative to the extracted sdist
     slice: tuple[str, ...]  # a few files / node ids that run in well under a minute
+    # Tests of the slice the gate rightly fails: node id -> the diagnostic kind and why.
+    true_positives: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def requirement(self) -> str:
@@ -64,9 +66,25 @@ SUITES: Final = (
         tests=("test/examples", "test/likelihoods", "test/means", "test/kernels"),
         slice=(
             "test/means",
-            "test/likelihoods/test_gaussian_likelihood.py",
             "test/kernels/test_rbf_kernel.py",
+            "test/kernels/test_scale_kernel.py",
+            "test/likelihoods/test_gaussian_likelihood.py::TestGaussianLikelihood::test_nonbatch",
             "test/examples/test_simple_gp_regression.py::TestSimpleGPRegression::test_prior",
+        ),
+        true_positives=(
+            (
+                "test/likelihoods/test_gaussian_likelihood.py::TestGaussianLikelihood::"
+                "test_nonbatch",
+                "run-error",
+                "the likelihood, packaged with gpytorch interned, checks isinstance against "
+                "its own copy of MultivariateNormal and rejects the caller's",
+            ),
+            (
+                "test/examples/test_simple_gp_regression.py::TestSimpleGPRegression::test_prior",
+                "packaging-error",
+                "register_prior puts a local closure in _load_state_dict_pre_hooks: the "
+                "model cannot be pickled (torch.package and torch.save fail too)",
+            ),
         ),
     ),
 )
