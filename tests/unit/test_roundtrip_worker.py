@@ -194,3 +194,13 @@ def test_a_repository_module_changed_on_disk_is_imported_afresh(boxes: str, tmp_
     source.write_text(source.read_text().replace("FACTOR = 2", "FACTOR = 20"))
     result = roundtrip(unbox.Unbox(), box.Box(torch.ones(2)), roots=roots)
     assert result.verdict is Verdict.MISMATCH  # the clone opened its input with the new file
+
+
+def test_of_torch_only_the_modules_that_keep_registries_are_measured() -> None:
+    """torchpkg registers packaged modules in torch's own table: never a side effect."""
+    from torchpkg.roundtrip import _clone
+
+    tops = {path.split(".")[0] for path in _clone._registry_sizes(None)}
+    torch_paths = [path for path in _clone._registry_sizes(None) if path.startswith("torch.")]
+    assert "torchpkg" not in tops
+    assert all(path.startswith(_clone._TORCH_REGISTRIES) for path in torch_paths)

@@ -244,11 +244,12 @@ def _registry_sizes(libraries: frozenset[str] | None) -> _Sizes:
         for name, module in list(sys.modules.items()):
             if not isinstance(module, ModuleType) or is_mangled(name):
                 continue
-            top = "torch" if name.startswith(_TORCH_REGISTRIES) else name.partition(".")[0]
-            if top != "torch" and (
-                not _library(top) or (libraries is not None and top not in libraries)
-            ):
-                continue
+            if name.startswith(_TORCH_REGISTRIES):
+                top = "torch"
+            else:
+                top = name.partition(".")[0]
+                if not _library(top) or (libraries is not None and top not in libraries):
+                    continue
             try:
                 for path, container in _containers(module):
                     sizes[path] = (top, container, len(container))

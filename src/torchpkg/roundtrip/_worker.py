@@ -372,6 +372,14 @@ def _moved(stamp: tuple[str, int, int]) -> bool:
     return _stamp(stamp[0]) != stamp
 
 
+def _tail(log: bytes) -> str:
+    """The end of what a child printed, without faulthandler's list of loaded extension
+    modules (a line as long as the tail, which would push the child's output out)."""
+    lines = log.decode(errors="replace").splitlines(keepends=True)
+    kept = "".join(line for line in lines if not line.startswith("Extension modules:"))
+    return kept[-_LOG_TAIL:]
+
+
 def _import_all(names: Iterable[str]) -> None:
     for name in names:
         if name in sys.modules:  # every request lists them all again
@@ -487,7 +495,7 @@ def _serve(protocol_in: IO[bytes], protocol_out: IO[bytes]) -> None:
             elif failure is None:
                 failure = "it wrote no outcome"
             with open(log, "rb") if os.path.exists(log) else open(os.devnull, "rb") as stream:
-                text = stream.read()[-_LOG_TAIL:].decode(errors="replace")
+                text = _tail(stream.read())
             _write_frame(protocol_out, pickle.dumps(_Response(outcome, failure, text)))
             if os.path.exists(result + _LEARNED):  # while the caller goes on
                 with open(result + _LEARNED) as stream:
