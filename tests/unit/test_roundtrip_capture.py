@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import pytest
 
@@ -11,25 +12,25 @@ from torchpkg.roundtrip import Call, ModelSnapshot, RngState, TorchContext, _cap
 torch = pytest.importorskip("torch")
 
 
-def test_the_context_holds_grad_mode_autocast_and_the_default_dtype() -> None:
+def captured(mode: Any) -> TorchContext:
+    """The context captured under ``mode``, bfloat16 autocast and a float64 default."""
     torch.set_default_dtype(torch.float64)
     try:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            context = TorchContext.capture()
+        with mode, torch.autocast("cpu", dtype=torch.bfloat16):
+            return TorchContext.capture()
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_the_context_holds_grad_mode_autocast_and_the_default_dtype() -> None:
+    context = captured(torch.no_grad())
     assert not context.grad_enabled
     assert context.autocast == (("cpu", torch.bfloat16),)
     assert context.default_dtype is torch.float64
 
 
 def test_an_applied_context_is_in_force_inside_and_undone_after() -> None:
-    torch.set_default_dtype(torch.float64)
-    try:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            context = TorchContext.capture()
-    finally:
-        torch.set_default_dtype(torch.float32)
+    context = captured(torch.inference_mode())
     before = TorchContext.capture()
     with context.applied():
         inside = TorchContext.capture()
