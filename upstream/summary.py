@@ -11,7 +11,9 @@ from upstream.runner import Run, SuiteRun
 __all__ = ["first_kind", "summarize"]
 
 # Diagnostics that never fail a model by themselves: not what made a model fail.
-INFORMATIONAL: Final = frozenset({"import-side-effect", "ran-in-process", "divergent-path"})
+INFORMATIONAL: Final = frozenset(
+    {"import-side-effect", "ran-in-process", "divergent-path", "not-captured"}
+)
 EXAMPLES: Final = 2  # example tests per failure kind
 MESSAGE_CHARS: Final = 400
 

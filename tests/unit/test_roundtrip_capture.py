@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from torchpkg.roundtrip import Call, ModelSnapshot, RngState, TorchContext, _capture, roundtrip
+from torchpkg.roundtrip import (
+    Call,
+    DiagnosticKind,
+    ModelSnapshot,
+    Observation,
+    RngState,
+    TorchContext,
+    _capture,
+    roundtrip,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -124,3 +133,23 @@ def test_a_model_too_large_to_copy_has_no_state_after_the_call(
     monkeypatch.setattr(_capture, "CAPTURE_BUDGET", 0)
     model = torch.nn.Linear(2, 2)
     assert ModelSnapshot.capture(model).state_after(model) is None
+
+
+def test_a_model_that_cannot_be_captured_at_the_call_is_checked_as_it_is_with_a_note() -> None:
+    """Bad input: the snapshot fails (an unpicklable member), the check goes on."""
+    model = torch.nn.Linear(2, 2)
+    outputs = model(torch.ones(2))
+    call = Call(
+        model,
+        (torch.ones(2),),
+        {},
+        RngState.capture(),
+        TorchContext.capture(),
+        Observation.capture(model, outputs),
+        capture_error="PicklingError: a member cannot be pickled",
+    )
+    result = roundtrip(call, isolation="in-process")
+    assert result.passed, result.report()
+    [note] = [d for d in result.diagnostics if d.kind is DiagnosticKind.NOT_CAPTURED]
+    assert "PicklingError: a member cannot be pickled" in note.message
+    assert "checked as it is at the end of the test" in note.message

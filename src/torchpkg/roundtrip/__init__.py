@@ -346,13 +346,30 @@ class _Check:
 _FAILED = object()
 
 
-def _model_as_called(call: Call) -> tuple[Any, bool]:
-    """(the model to export, whether it is the model as it was at the call)."""
+def _model_as_called(call: Call) -> tuple[Any, bool, Diagnostic | None]:
+    """(the model to export, whether it is the model as it was at the call, and a note
+    when a snapshot was wanted and could not be had)."""
+    why = call.capture_error
     try:
         restored = call.model_as_called()
-    except Exception:  # it does not unpickle (a custom __new__): the export will tell
-        restored = None
-    return (call.module, False) if restored is None else (restored, True)
+    except Exception as error:  # it does not unpickle (a custom __new__): the export tells
+        restored, why = None, f"{type(error).__name__}: {error}"
+    if restored is not None:
+        return restored, True, None
+    if call.observed is None:  # a plain roundtrip(model, ...): the model is as it is now
+        return call.module, False, None
+    if why is None:
+        why = "a weight too large to copy at the call changed after it"
+    note = Diagnostic(
+        DiagnosticKind.NOT_CAPTURED,
+        f"the model could not be captured as it was when the test called it ({why}), so "
+        "it was checked as it is at the end of the test: what the test changed after the "
+        "call (training, eval(), attributes) counts as a difference.",
+        "nothing to do if the check passed; otherwise make the model picklable as it is "
+        "at the call (a tensor subclass or member that pickles), or mark the test with "
+        "@pytest.mark.torchpkg_skip.",
+    )
+    return call.module, False, note
 
 
 def warm_worker(roots: Iterable[str | os.PathLike[str]] = ()) -> None:
@@ -432,7 +449,7 @@ def roundtrip(
         context = TorchContext.capture() if "torch" in sys.modules else None
         rng = rng_state if rng_state is not None else caller_rng
         call = Call(model, inputs, dict(kwargs or {}), rng, context)
-    subject, faithful = _model_as_called(call)
+    subject, faithful, uncaptured = _model_as_called(call)
     observed = call.observed
     root_paths = _roots(roots)
     rules = Rules(
@@ -478,6 +495,8 @@ def roundtrip(
                 strict_paths,
             )
             verdict, diagnostics = check.run(Tolerance(rtol, atol), compare)
+    if uncaptured is not None and verdict is not Verdict.PACKAGING_FAILED:
+        diagnostics = [*diagnostics, uncaptured]  # (a failed export says why itself)
     return RoundtripResult(
         qualified_name(subject),
         verdict,

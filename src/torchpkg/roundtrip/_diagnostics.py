@@ -58,6 +58,7 @@ class DiagnosticKind(enum.Enum):
     NOT_HERMETIC = "not-hermetic"  # packaged code reached outside its package, and failed
     HERMETICITY_LEAK = "hermeticity-leak"  # the clone ran code from files, not the package
     DIVERGENT_PATH = "divergent-path"  # fails only with strict paths
+    NOT_CAPTURED = "not-captured"  # informational: checked as it was after the test
 
 
 @dataclass(frozen=True)
