@@ -1,4 +1,4 @@
-"""The exporter's dependency graph, with torch.package's ``DiGraph`` interface.
+"""The exporter's dependency graph: a :class:`~torchpkg.graph.DiGraph` of modules.
 
 Nodes are module names (and ``<package.resource>`` for pickles); an edge
 ``a -> b`` means ``a`` needs ``b``. The exporter works with the typed fields
@@ -10,11 +10,12 @@ the same methods (``successors``, ``first_path``, ``to_dot``, ...).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torchpkg.errors import Problem
+from torchpkg.graph import DiGraph
 from torchpkg.policy import Action
 
 __all__ = ["DependencyGraph", "ModuleNode"]
@@ -61,6 +62,10 @@ class ModuleNode(Mapping[str, Any]):
         view.update(self.attributes)
         return view
 
+    def update(self, attributes: Mapping[str, Any]) -> None:
+        """Set attributes given to ``add_node``; they show over the typed fields."""
+        self.attributes.update(attributes)
+
     def __getitem__(self, key: str) -> Any:
         return self._view()[key]
 
@@ -75,115 +80,26 @@ class ModuleNode(Mapping[str, Any]):
         return True
 
 
-class DependencyGraph:
-    """A directed graph of modules; nodes keep the order they were first seen in.
-
-    Any hashable works as a node, as in torch.package; the exporter uses strings.
-    """
-
-    def __init__(self) -> None:
-        self._nodes: dict[str, ModuleNode] = {}
-        self._succ: dict[str, dict[str, None]] = {}
-        self._pred: dict[str, dict[str, None]] = {}
-
-    # --- torch.package's DiGraph interface ----------------------------------------------
-
-    def add_node(self, n: str, **attributes: Any) -> None:
-        """Add ``n`` if it is new; either way, set the given attributes on it."""
-        self.node(n).attributes.update(attributes)
-
-    def add_edge(self, u: str, v: str) -> None:
-        """``u`` depends on ``v``; both become nodes if they are new."""
-        self.node(u)
-        self.node(v)
-        self._succ[u][v] = None
-        self._pred[v][u] = None
+class DependencyGraph(DiGraph):
+    """The exporter's graph: a :class:`DiGraph` whose nodes are :class:`ModuleNode`."""
 
     @property
     def nodes(self) -> dict[str, ModuleNode]:
         """Every node, in the order it was first seen, to its attributes."""
         return self._nodes
 
-    @property
-    def edges(self) -> Iterator[tuple[str, str]]:
-        return ((u, v) for u, successors in self._succ.items() for v in successors)
-
-    def successors(self, n: str) -> Iterator[str]:
-        """What ``n`` depends on; ValueError if ``n`` is not a node."""
-        return iter(self._adjacent(self._succ, n))
-
-    def predecessors(self, n: str) -> Iterator[str]:
-        """What depends on ``n``; ValueError if ``n`` is not a node."""
-        return iter(self._adjacent(self._pred, n))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._nodes)
-
-    def __contains__(self, n: object) -> bool:
-        try:
-            return n in self._nodes
-        except TypeError:  # unhashable: cannot be a node
-            return False
-
-    def __len__(self) -> int:
-        return len(self._nodes)
-
-    def forward_transitive_closure(self, src: str) -> set[str]:
-        """``src`` and every node reachable from it.
-
-        torch.package walks from each character of ``src`` (``set(src)``); the
-        two agree on one-character names, and this one also works on real ones.
-        """
-        return self._closure(src, self._succ)
-
-    def backward_transitive_closure(self, src: str) -> set[str]:
-        """``src`` and every node from which it can be reached."""
-        return self._closure(src, self._pred)
-
-    def all_paths(self, src: str, dst: str) -> str:
-        """DOT of every edge that lies on some path from ``src`` to ``dst``.
-
-        With no path the graph is empty; torch.package then returns a graph
-        object instead of a string.
-        """
-        on_path = self._closure(src, self._succ)
-        if dst not in on_path:
-            return self._dot([])
-        on_path &= self._closure(dst, self._pred)
-        return self._dot([(u, v) for u, v in self.edges if u in on_path and v in on_path])
-
-    def first_path(self, dst: str) -> list[str]:
-        """The path by which ``dst`` was first reached: at each step back, the
-        dependent that was seen first, up to a node nothing depends on."""
-        self._adjacent(self._pred, dst)  # ValueError if dst is not a node
-        path = [dst]
-        seen = {dst}
-        order = {name: index for index, name in enumerate(self._nodes)}
-        current = dst
-        while True:
-            dependents = [p for p in self._pred.get(current, ()) if p not in seen]
-            if not dependents:
-                break
-            current = min(dependents, key=order.__getitem__)
-            path.append(current)
-            seen.add(current)
-        path.reverse()
-        return path
-
-    def to_dot(self) -> str:
-        """The graph in DOT, as torch.package writes it."""
-        return self._dot(self.edges)
-
     # --- what the exporter asks -----------------------------------------------------------
 
     def node(self, name: str) -> ModuleNode:
         """The node called ``name``, made if it is new."""
-        existing = self._nodes.get(name)
-        if existing is None:
-            existing = self._nodes[name] = ModuleNode(name)
-            self._succ[name] = {}
-            self._pred[name] = {}
-        return existing
+        if name not in self._nodes:
+            self.add_node(name)
+        node: ModuleNode = self._nodes[name]
+        return node
+
+    def _new_node(self, n: Hashable) -> ModuleNode:
+        # Nodes are module names; one added by hand under another key is named by its str().
+        return ModuleNode(str(n))
 
     def dependents(self, name: str) -> list[str]:
         return list(self._pred.get(name, ()))
@@ -209,26 +125,3 @@ class DependencyGraph:
             chain.append(step)
             step = parents[step]
         return tuple(chain)
-
-    # --- helpers ----------------------------------------------------------------------
-
-    def _adjacent(self, adjacency: dict[str, dict[str, None]], n: str) -> dict[str, None]:
-        try:
-            return adjacency[n]
-        except (KeyError, TypeError):
-            raise ValueError(f"{n!r} is not in the dependency graph") from None
-
-    def _closure(self, start: str, adjacency: dict[str, dict[str, None]]) -> set[str]:
-        seen = {start}
-        stack = [start]
-        while stack:
-            for nxt in self._adjacent(adjacency, stack.pop()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
-        return seen
-
-    @staticmethod
-    def _dot(edges: Iterable[tuple[str, str]]) -> str:
-        lines = "\n".join(f'"{u}" -> "{v}";' for u, v in edges)
-        return f"digraph G {{\nrankdir = LR;\nnode [shape=box];\n{lines}\n}}\n"

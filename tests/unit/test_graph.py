@@ -45,7 +45,7 @@ def test_attributes_given_to_add_node_are_shown_over_the_typed_ones() -> None:
 
 
 def test_first_path_of_a_node_that_is_not_there_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="is not in the dependency graph"):
+    with pytest.raises(ValueError, match="is not in the digraph"):
         DependencyGraph().first_path("a")
 
 
