@@ -52,7 +52,8 @@ from torchpkg.policy import Action, Policy
 from torchpkg.records import EnvironmentRecord
 from torchpkg.resolver import Resolver, pickle_node
 
-__all__ = ["PackageExporter"]
+# The errors too, as torch.package.package_exporter offers them.
+__all__ = ["EmptyMatchError", "PackageExporter", "PackagingError", "PackagingErrorReason"]
 
 logger = logging.getLogger("torchpkg")
 

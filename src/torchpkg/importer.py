@@ -39,9 +39,17 @@ from torchpkg._module_tree import ModuleNode
 from torchpkg._package_files import PackageFiles
 from torchpkg._package_imports import PackagedDistribution
 from torchpkg._paths import record_path
-from torchpkg.environment import Importer, ModuleSource, SourceStatus
+from torchpkg.environment import (
+    Importer,
+    ModuleSource,
+    OrderedImporter,
+    SourceStatus,
+    sys_importer,
+)
 from torchpkg.errors import (
     ArchiveFormatError,
+    ObjMismatchError,
+    ObjNotFoundError,
     PackagedModuleNotFoundError,
 )
 from torchpkg.file_tree import Directory, directory_from_records
@@ -64,7 +72,17 @@ from torchpkg.security import (
     check_integrity,
 )
 
-__all__ = ["IMPLICIT_IMPORT_ALLOWLIST", "PackageImporter"]
+# torch.package.importer's names too, so its imports and package_importer's
+# both have their counterpart in this module.
+__all__ = [
+    "IMPLICIT_IMPORT_ALLOWLIST",
+    "Importer",
+    "ObjMismatchError",
+    "ObjNotFoundError",
+    "OrderedImporter",
+    "PackageImporter",
+    "sys_importer",
+]
 
 # Importable without an extern entry: torch itself depends on them behind the scenes.
 IMPLICIT_IMPORT_ALLOWLIST = frozenset(
