@@ -146,34 +146,39 @@ class _SysImporter(Importer):
 
     def module_source(self, module_name: str) -> ModuleSource:
         spec = find_spec_without_running(module_name)
-        if spec is None:
-            module = sys.modules.get(module_name)
-            file = getattr(module, "__file__", None) if module is not None else None
-            if module is None:
-                return ModuleSource(module_name, SourceStatus.NOT_FOUND)
-            if not isinstance(file, str):
-                return ModuleSource(module_name, SourceStatus.NO_FILE)
-            spec = importlib.util.spec_from_file_location(module_name, file)
-            if spec is None:
-                return ModuleSource(module_name, SourceStatus.FILE_MISSING, filename=file)
-        return _source_from_spec(module_name, spec)
+        if spec is not None:
+            return _source_from_spec(module_name, spec)
+        module = sys.modules.get(module_name)
+        if module is None:
+            return ModuleSource(module_name, SourceStatus.NOT_FOUND)
+        return source_of_module(module_name, module)
 
     def __repr__(self) -> str:
         return "sys_importer"
 
 
 def source_of_module(name: str, module: ModuleType) -> ModuleSource:
-    """The source of a module that is already imported, by its spec or ``__file__``."""
+    """The source of a module that is already imported, by its spec or ``__file__``.
+
+    When neither gives source, ``__file__`` says why, as torch.package reads it:
+    none, an extension module's suffix, or a file that cannot be read.
+    """
     spec = getattr(module, "__spec__", None)
     if isinstance(spec, importlib.machinery.ModuleSpec):
-        return _source_from_spec(name, spec)
+        found = _source_from_spec(name, spec)
+        if found.status is SourceStatus.OK:
+            return found
+    is_package = hasattr(module, "__path__")
     file = getattr(module, "__file__", None)
     if not isinstance(file, str):
-        return ModuleSource(name, SourceStatus.NO_FILE, hasattr(module, "__path__"))
+        return ModuleSource(name, SourceStatus.NO_FILE, is_package)
+    if file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return ModuleSource(name, SourceStatus.EXTENSION, is_package, filename=file)
     spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None:
-        return ModuleSource(name, SourceStatus.FILE_MISSING, filename=file)
-    return _source_from_spec(name, spec)
+    from_file = _source_from_spec(name, spec) if spec is not None else None
+    if from_file is None or from_file.status is not SourceStatus.OK:
+        return ModuleSource(name, SourceStatus.FILE_MISSING, is_package, filename=file)
+    return from_file
 
 
 def _source_from_spec(name: str, spec: importlib.machinery.ModuleSpec) -> ModuleSource:

@@ -8,8 +8,10 @@ both bases and uses it the same way.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import io
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -158,3 +160,90 @@ def test_a_module_that_fails_to_import_is_not_there_for_a_minimal_importer(
     theirs, ours = interned
     assert ours == theirs
     assert f"{app}.broken" not in ours
+
+
+# --- a module whose source cannot be had, served by such an importer ----------------------
+
+
+class _NoSourceLoader:
+    """A loader that runs nothing and offers no source (no ``get_source``)."""
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        pass
+
+
+def _serving(base: type[Any], module: ModuleType) -> Any:
+    """An importer of ``base`` that serves ``module`` under its name, and the rest as usual."""
+
+    class Serving(_only_import_module(base)):  # type: ignore[misc]
+        def import_module(self, module_name: str) -> ModuleType:
+            return module if module_name == module.__name__ else super().import_module(module_name)
+
+    return Serving()
+
+
+def _served_module(file: str | None) -> ModuleType:
+    """``served_mod`` with ``__file__`` set to ``file`` (unless None) and a spec that
+    names the loader but no origin: only ``__file__`` tells what the module was."""
+    module = ModuleType("served_mod")
+    if file is not None:
+        module.__file__ = file
+    module.__spec__ = importlib.machinery.ModuleSpec("served_mod", _NoSourceLoader())
+    return module
+
+
+def _source_problem(tools: Tools, module: ModuleType) -> tuple[str, str | None]:
+    """The error and its context on the module's node after ``save_module`` and ``close``."""
+    base, exporter_cls, _ = tools
+    exporter = exporter_cls(io.BytesIO(), importer=_serving(base, module))
+    exporter.intern(module.__name__)
+    exporter.save_module(module.__name__)
+    with pytest.raises((tp.PackagingError, torchpkg.PackagingError)) as info:
+        exporter.close()
+    node = info.value.dependency_graph.nodes[module.__name__]
+    return node["error"].value, node.get("error_context")
+
+
+@pytest.mark.parametrize(
+    ("file", "reason", "context"),
+    [
+        pytest.param(None, "Module had no __file__ defined.", None, id="no-file"),
+        pytest.param(
+            "foo.so",
+            "Module is a C extension module. torch.package supports Python modules only.",
+            None,
+            id="extension",
+        ),
+        pytest.param(
+            "foo.dat",
+            "Module had a __file__, but we could not find it in your filesystem.",
+            "filename: foo.dat",
+            id="not-a-source-file",
+        ),
+    ],
+)
+def test_a_served_module_without_source_is_classified_by_its_dunder_file_alike(
+    file: str | None, reason: str, context: str | None
+) -> None:
+    theirs, ours = (
+        _source_problem(tools.values[0], _served_module(file))  # type: ignore[arg-type]
+        for tools in TOOLS
+    )
+    assert ours == theirs == (reason, context)
+
+
+@pytest.mark.parametrize("tools", TOOLS)
+def test_a_served_module_whose_loader_offers_no_source_is_packaged_from_its_dunder_file(
+    tools: Tools, tmp_path: Path
+) -> None:
+    source = tmp_path / "served_mod.py"
+    source.write_text("ANSWER = 42\n")
+    base, exporter_cls, importer_cls = tools
+    buffer = io.BytesIO()
+    with exporter_cls(buffer, importer=_serving(base, _served_module(str(source)))) as exporter:
+        exporter.intern("served_mod")
+        exporter.save_module("served_mod")
+    assert importer_cls(io.BytesIO(buffer.getvalue())).import_module("served_mod").ANSWER == 42
