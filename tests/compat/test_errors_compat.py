@@ -204,6 +204,18 @@ def test_source_that_cannot_be_parsed_is_reported_with_torch_packages_context(
     assert "      Context: invalid syntax (<unknown>, line 1)\n" in str(ours)
 
 
+def test_relative_import_beyond_the_top_level_package_is_reported_in_importlibs_words(
+    debug: bool,
+) -> None:
+    """torchpkg's own explanation (which import, how far up) is in the notes."""
+    source = "import json\nfrom .. import x\n"
+    ours = _both_fail_alike(lambda exporter: exporter.save_source_string("pkg.mod", source), debug)
+
+    assert _reasons(ours) == {Reason.DEPENDENCY_RESOLUTION_FAILED: ["pkg.mod"]}
+    assert "      Context: attempted relative import beyond top-level package\n" in str(ours)
+    assert "goes 2 level(s) up from package 'pkg'" in "\n".join(ours.__notes__)
+
+
 def test_problems_of_several_kinds_and_the_sys_io_note_are_reported_like_torch_package(
     source_tree: SourceTree, debug: bool
 ) -> None:
