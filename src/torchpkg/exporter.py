@@ -1,9 +1,10 @@
 """PackageExporter: writes code, objects and data into a torch.package archive.
 
 Records are streamed into a temporary file as they are saved. As in
-torch.package, an object that cannot be pickled fails its ``save_pickle`` call,
-and dependency problems are collected and raised together at ``close()``
-(``collect_errors=True`` collects the pickling failures too). Only an export
+torch.package, an object that cannot be pickled fails its ``save_pickle`` call
+(a module that does not exist, its ``save_module`` call), and dependency
+problems are collected and raised together at ``close()``
+(``collect_errors=True`` collects the failures of those calls too). Only an export
 with no problems replaces the target (atomically, for paths). A failed export
 leaves nothing behind.
 """
@@ -72,7 +73,8 @@ class PackageExporter:
     re-export objects loaded from another package.
 
     ``collect_errors=True`` (torchpkg only) makes ``save_pickle`` record the
-    objects it cannot pickle instead of raising, so ``close()`` reports every
+    objects it cannot pickle (and ``save_module`` the modules that do not
+    exist) instead of raising, so ``close()`` reports every
     problem of the export in one :class:`PackagingError`. ``allow_script_modules=True``
     (torchpkg only) saves ScriptModules with this exporter whatever
     ``_gate_torchscript_serialization`` says; others keep torch.package's gate.
@@ -220,12 +222,20 @@ class PackageExporter:
         self._writer.write_record(record_path(package, resource), binary)
 
     def save_module(self, module_name: str, dependencies: bool = True) -> None:
-        """Put ``module_name``'s source into the package, whatever the patterns say."""
+        """Put ``module_name``'s source into the package, whatever the patterns say.
+
+        A module that does not exist raises ``ModuleNotFoundError`` here, as in
+        torch.package; ``collect_errors=True`` defers it to ``close()``.
+        """
         if not isinstance(module_name, str):
             raise TypeError(
                 f"save_module() takes a module name (str), not {type(module_name).__name__}"
             )
-        self._resolver.intern_from_environment(module_name, dependencies)
+        try:
+            self._resolver.intern_from_environment(module_name, dependencies)
+        except ModuleNotFoundError as error:
+            problem = Problem(PackagingErrorReason.MODULE_NOT_FOUND, module_name)
+            self._pickling_failed(problem, error)
 
     def save_source_string(
         self,

@@ -99,8 +99,14 @@ class Resolver:
             self._run(self._imports_of(node))
 
     def intern_from_environment(self, module: str, dependencies: bool) -> None:
-        """``save_module``: intern ``module`` from the importer, whatever the rules say."""
+        """``save_module``: intern ``module`` from the importer, whatever the rules say.
+
+        A module the importer does not have is a ``ModuleNotFoundError`` and leaves
+        the graph as it was, as torch.package's failed import does.
+        """
         found = self._source(module)
+        if found.status is SourceStatus.NOT_FOUND:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
         node = self.graph.node(module)
         if found.status is not SourceStatus.OK:
             self._source_problem(node, found)

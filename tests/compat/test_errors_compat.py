@@ -389,25 +389,58 @@ def test_object_from_another_package_raises_even_without_dependencies_like_torch
             exporter.save_pickle("objects", "thing.pkl", loaded_things[tool], dependencies=False)
 
 
+# --- save_module of a module that does not exist ---------------------------------------------
+
+MISSING = "no_such_module_for_torchpkg_compat"
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=["torch.package", "torchpkg"])
+def test_save_module_of_a_missing_module_raises_module_not_found_error_at_the_call(
+    tool: Any,
+) -> None:
+    with tool.PackageExporter(io.BytesIO()) as exporter, pytest.raises(ModuleNotFoundError) as info:
+        exporter.save_module(MISSING)
+    assert str(info.value) == f"No module named '{MISSING}'"
+    assert info.value.name == MISSING
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=["torch.package", "torchpkg"])
+def test_the_export_goes_on_after_a_missing_module_given_to_save_module(
+    tool: Any, project: tuple[str, str]
+) -> None:
+    app, lib = project
+    with tool.PackageExporter(io.BytesIO()) as exporter:
+        exporter.intern([app, f"{app}.**", lib, f"{lib}.**"])
+        with pytest.raises(ModuleNotFoundError):
+            exporter.save_module(MISSING)
+        exporter.save_module(f"{app}.model")
+    assert MISSING not in exporter.dependency_graph
+    assert f"{app}.model" in exporter.interned_modules()
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=["torch.package", "torchpkg"])
+def test_a_missing_module_given_to_save_module_is_not_replaced_by_an_unmatched_pattern(
+    tool: Any,
+) -> None:
+    def setup(exporter: Any) -> None:
+        exporter.intern("nothing_matches_this.**", allow_empty=False)
+        exporter.save_module(MISSING)
+
+    assert type(_failure(tool.PackageExporter, setup, debug=False)) is ModuleNotFoundError
+
+
 # --- where torch.package fails differently -----------------------------------------------------
 
 
-def test_missing_module_raises_at_save_module_in_torch_package_but_at_close_in_torchpkg() -> None:
-    """torch.package lets ``ModuleNotFoundError`` escape from ``save_module``; torchpkg
-    reports the module under "could not be found" in its PackagingError, in the
-    format of torch.package's messages."""
-    missing = "no_such_module_for_torchpkg_compat"
-
-    with tp.PackageExporter(io.BytesIO()) as theirs, pytest.raises(ModuleNotFoundError):
-        theirs.save_module(missing)
-
-    exporter = torchpkg.PackageExporter(io.BytesIO())
-    exporter.save_module(missing)
+def test_collect_errors_keeps_a_missing_module_given_to_save_module_for_close() -> None:
+    """torch.package has no ``collect_errors``: this is torchpkg's one report."""
+    exporter = torchpkg.PackageExporter(io.BytesIO(), collect_errors=True)
+    exporter.save_module(MISSING)
     with pytest.raises(torchpkg.PackagingError) as info:
         exporter.close()
 
     assert str(info.value) == (
-        f"\n* {Reason.MODULE_NOT_FOUND.value}\n    {missing}\n\n"
+        f"\n* {Reason.MODULE_NOT_FOUND.value}\n    {MISSING}\n\n"
         "Set debug=True when invoking PackageExporter for a visualization of where broken "
         "modules are coming from!\n"
     )
