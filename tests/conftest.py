@@ -15,6 +15,15 @@ _ids = itertools.count()
 SourceTree = Callable[..., str]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _caches_in_the_runs_temp_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """torchpkg's caches (scan results, materialised trees) away from the user's ~/.cache;
+    shared by the whole run, as by a CI run's processes (subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCHPKG_CACHE_DIR", str(tmp_path_factory.mktemp("torchpkg-cache")))
+        yield
+
+
 @pytest.fixture
 def source_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SourceTree]:
     """Write modules under a fresh, uniquely named top-level package and put it on sys.path.

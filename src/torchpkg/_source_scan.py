@@ -8,17 +8,29 @@ What counts as an import is what would run: statements anywhere (function and
 class bodies included), plus ``importlib.import_module`` / ``__import__`` calls
 with constant arguments. Code under ``if TYPE_CHECKING:`` never runs, so it is
 skipped; following it is what makes naive exports of big libraries explode.
+
+The scan is in two steps so that its costly part can be cached by content:
+``find_imports`` parses and depends on the text alone (relative imports stay
+relative); ``resolve_imports`` makes them absolute for the importing module.
 """
 
 from __future__ import annotations
 
 import ast
+import enum
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ImportRef", "scan_imports"]
+__all__ = [
+    "Anchor",
+    "FoundImport",
+    "ImportRef",
+    "find_imports",
+    "resolve_imports",
+    "scan_imports",
+]
 
 # Handlers that swallow a failed import, so the import in the `try:` body is optional.
 _IMPORT_ERROR_CATCHERS = frozenset(
@@ -43,6 +55,31 @@ class ImportRef:
     """Found from an ``importlib.import_module(...)`` or ``__import__(...)`` call."""
 
 
+class Anchor(enum.Enum):
+    """What a relative import is relative to, when the source does not name a package."""
+
+    PACKAGE = "package"
+    """The importing module's package (``from . import x``, ``__package__``)."""
+    MODULE = "module"
+    """The importing module itself (``import_module(".x", __name__)``)."""
+
+
+@dataclass(frozen=True)
+class FoundImport:
+    """One import as the source writes it: the same for any name the module is given."""
+
+    name: str
+    """The module imported, without the leading dots of a relative import."""
+    level: int
+    """How many leading dots: 0 for an absolute import."""
+    anchor: Anchor | str
+    """What the dots start from: an ``Anchor``, or the package a constant names."""
+    names: tuple[str, ...]
+    lineno: int
+    optional: bool
+    dynamic: bool
+
+
 def scan_imports(
     source: str | bytes, module_name: str, is_package: bool, filename: str = "<source>"
 ) -> list[ImportRef]:
@@ -51,14 +88,55 @@ def scan_imports(
     Duplicates are kept. Raises ``SyntaxError`` for source that does not parse, and
     ``ValueError`` for a relative import that climbs above the top-level package.
     """
-    package = module_name if is_package else module_name.rpartition(".")[0]
-    scanner = _Scanner(module_name, package, filename)
+    return resolve_imports(find_imports(source, filename), module_name, is_package, filename)
+
+
+def find_imports(source: str | bytes, filename: str = "<source>") -> tuple[FoundImport, ...]:
+    """The imports of ``source`` in source order, relative ones unresolved.
+
+    Raises ``SyntaxError`` for source that does not parse.
+    """
+    scanner = _Scanner()
     # Expressions can only import through these calls: without them in the text,
     # visiting statements alone finds everything, several times faster.
     text = source if isinstance(source, str) else source.decode("latin-1")
     scanner.skip_expressions = "import_module" not in text and "__import__" not in text
     scanner.visit(_parse(source, filename))
-    return scanner.refs
+    return tuple(scanner.found)
+
+
+def resolve_imports(
+    found: Iterable[FoundImport], module_name: str, is_package: bool, filename: str = "<source>"
+) -> list[ImportRef]:
+    """``found`` (imports of ``module_name``'s source) with every module name absolute.
+
+    Raises ``ValueError`` for a relative import that climbs above the top-level package.
+    """
+    package = module_name if is_package else module_name.rpartition(".")[0]
+    anchors = {Anchor.PACKAGE: package, Anchor.MODULE: module_name}
+    refs = []
+    for ref in found:
+        module = ref.name
+        if ref.level:
+            anchor = anchors[ref.anchor] if isinstance(ref.anchor, Anchor) else ref.anchor
+            module = _absolute(ref, anchor, module_name, filename)
+        refs.append(ImportRef(module, ref.names, ref.lineno, ref.optional, ref.dynamic))
+    return refs
+
+
+def _absolute(ref: FoundImport, anchor: str, module_name: str, filename: str) -> str:
+    """Resolve ``ref``'s name, ``ref.level`` dots up from package ``anchor``."""
+    level, name = ref.level, ref.name
+    # Same rule as importlib: each dot past the first drops one component.
+    parts = anchor.rsplit(".", level - 1) if anchor else []
+    if len(parts) < level:
+        start = f"package {anchor!r}" if anchor else "a top-level module"
+        raise ValueError(
+            f"{filename}:{ref.lineno}: relative import {'.' * level + name!r} in module "
+            f"{module_name!r} goes {level} level(s) up from {start}, "
+            "beyond the top-level package"
+        )
+    return f"{parts[0]}.{name}" if name else parts[0]
 
 
 def _parse(source: str | bytes, filename: str) -> ast.Module:
@@ -77,11 +155,8 @@ def _parse(source: str | bytes, filename: str) -> ast.Module:
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self, module_name: str, package: str, filename: str) -> None:
-        self.refs: list[ImportRef] = []
-        self._module_name = module_name
-        self._package = package
-        self._filename = filename
+    def __init__(self) -> None:
+        self.found: list[FoundImport] = []
         # Enclosing `try:` bodies (in the current function) that catch a failed import.
         self._guarding_tries = 0
         # Names bound, so far in source order, to the objects we recognise.
@@ -101,7 +176,7 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            self._add(alias.name, (), node.lineno, dynamic=False)
+            self._add(alias.name, 0, Anchor.PACKAGE, (), node.lineno, dynamic=False)
             if alias.asname is not None:
                 if alias.name in _TYPING_MODULES:
                     self._typing_names.add(alias.asname)
@@ -109,9 +184,11 @@ class _Scanner(ast.NodeVisitor):
                     self._importlib_names.add(alias.asname)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        module = self._absolute(node.module or "", node.level, self._package, node.lineno)
+        module = node.module or ""
         names = tuple(alias.name for alias in node.names if alias.name != "*")
-        self._add(module, names, node.lineno, dynamic=False)
+        self._add(module, node.level, Anchor.PACKAGE, names, node.lineno, dynamic=False)
+        if node.level:
+            return  # a relative import never binds typing's or importlib's names
         for alias in node.names:
             bound = alias.asname or alias.name
             if module in _TYPING_MODULES and alias.name == "TYPE_CHECKING":
@@ -142,14 +219,10 @@ class _Scanner(ast.NodeVisitor):
         if not name:
             return
         level = len(name) - len(name.lstrip("."))
-        if level:
-            anchor = self._anchor(args.get("package"))
-            if anchor is None:
-                return
-            module = self._absolute(name[level:], level, anchor, node.lineno)
-        else:
-            module = name
-        self._add(module, (), node.lineno, dynamic=True)
+        anchor = _anchor(args.get("package")) if level else Anchor.PACKAGE
+        if anchor is None:
+            return
+        self._add(name[level:], level, anchor, (), node.lineno, dynamic=True)
 
     def _dunder_import_call(self, node: ast.Call) -> None:
         args = _bind(node, ("name", "globals", "locals", "fromlist", "level"))
@@ -160,19 +233,8 @@ class _Scanner(ast.NodeVisitor):
         level = 0 if level_arg is None else _const_int(level_arg)
         if name is None or level is None or level < 0 or (not name and not level):
             return
-        module = self._absolute(name, level, self._package, node.lineno)
-        self._add(module, _const_fromlist(args.get("fromlist")), node.lineno, dynamic=True)
-
-    def _anchor(self, package: ast.expr | None) -> str | None:
-        """The package a dynamic relative import resolves against, if known statically."""
-        if isinstance(package, ast.Name):
-            if package.id == "__package__":
-                return self._package
-            if package.id == "__name__":
-                return self._module_name
-            return None
-        # An empty or missing package makes importlib raise TypeError: nothing is imported.
-        return _const_str(package) or None
+        fromlist = _const_fromlist(args.get("fromlist"))
+        self._add(name, level, Anchor.PACKAGE, fromlist, node.lineno, dynamic=True)
 
     # -- control flow that decides whether an import runs, or may fail quietly -----
 
@@ -254,23 +316,26 @@ class _Scanner(ast.NodeVisitor):
 
     # -- helpers -------------------------------------------------------------------
 
-    def _add(self, module: str, names: tuple[str, ...], lineno: int, *, dynamic: bool) -> None:
-        self.refs.append(ImportRef(module, names, lineno, self._guarding_tries > 0, dynamic))
+    def _add(
+        self,
+        name: str,
+        level: int,
+        anchor: Anchor | str,
+        names: tuple[str, ...],
+        lineno: int,
+        *,
+        dynamic: bool,
+    ) -> None:
+        optional = self._guarding_tries > 0
+        self.found.append(FoundImport(name, level, anchor, names, lineno, optional, dynamic))
 
-    def _absolute(self, name: str, level: int, anchor: str, lineno: int) -> str:
-        """Resolve ``name`` imported with ``level`` leading dots from package ``anchor``."""
-        if level == 0:
-            return name
-        # Same rule as importlib: each dot past the first drops one component.
-        parts = anchor.rsplit(".", level - 1) if anchor else []
-        if len(parts) < level:
-            start = f"package {anchor!r}" if anchor else "a top-level module"
-            raise ValueError(
-                f"{self._filename}:{lineno}: relative import {'.' * level + name!r} in module "
-                f"{self._module_name!r} goes {level} level(s) up from {start}, "
-                "beyond the top-level package"
-            )
-        return f"{parts[0]}.{name}" if name else parts[0]
+
+def _anchor(package: ast.expr | None) -> Anchor | str | None:
+    """What a dynamic relative import resolves against, if known statically."""
+    if isinstance(package, ast.Name):
+        return {"__package__": Anchor.PACKAGE, "__name__": Anchor.MODULE}.get(package.id)
+    # An empty or missing package makes importlib raise TypeError: nothing is imported.
+    return _const_str(package) or None
 
 
 def _catches_import_error(handler_type: ast.expr | None) -> bool:

@@ -15,7 +15,8 @@ from types import ModuleType
 from torchpkg._graph import DependencyGraph, ModuleNode
 from torchpkg._mock import MOCK_MODULE
 from torchpkg._paths import module_path
-from torchpkg._source_scan import ImportRef, scan_imports
+from torchpkg._scan_cache import scan_cache
+from torchpkg._source_scan import ImportRef
 from torchpkg.environment import Importer, ModuleSource, SourceStatus, mangled_name_hint
 from torchpkg.errors import PackagingErrorReason, Problem
 from torchpkg.mangling import demangle, is_mangled
@@ -42,25 +43,6 @@ class _Request:
     required: bool  # False for imports the source can live without (not found is fine)
 
 
-_SCAN_CACHE_SIZE = 8192
-_scan_cache: dict[tuple[str, str, bool], list[ImportRef]] = {}
-
-
-def _scan_cached(source: str, module: str, is_package: bool) -> list[ImportRef]:
-    """The imports of a module's source; keyed by content, so an edit is never missed.
-
-    A second export of the same model in one process skips every parse.
-    """
-    key = (source, module, is_package)
-    refs = _scan_cache.get(key)
-    if refs is None:
-        refs = scan_imports(source, module, is_package, module)
-        if len(_scan_cache) >= _SCAN_CACHE_SIZE:
-            _scan_cache.pop(next(iter(_scan_cache)))
-        _scan_cache[key] = refs
-    return refs
-
-
 def _is_lazy(module: ModuleType) -> bool:
     """A module that makes attributes on demand (PEP 562 or a ModuleType subclass)."""
     return type(module) is not ModuleType or "__getattr__" in vars(module)
@@ -77,6 +59,7 @@ class Resolver:
         self._sources: dict[str, ModuleSource] = {}
         self._exists: Callable[[str], bool] = self._module_exists
         self._children: dict[str, list[str]] = {}  # lazy package -> its loaded submodules
+        self._scans = scan_cache()  # parses each source once, across exports and processes
 
     # --- entry points -------------------------------------------------------------
 
@@ -217,7 +200,7 @@ class Resolver:
         if node.source is None:
             return []
         try:
-            refs = _scan_cached(node.source, node.name, node.is_package)
+            refs = self._scans.imports(node.source, node.name, node.is_package)
         except (SyntaxError, ValueError) as error:
             self._fail(
                 node,
