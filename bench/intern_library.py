@@ -1,9 +1,10 @@
 """The intern-library workload: GPT-2 exported with transformers interned, and loaded back.
 
-Each round is a new process (``python -m bench.intern_library``), so the first
-export is a true first: no scan or source cache, and an empty materialisation
-cache for the load. torch.package is timed on export only: it cannot load the
-result (transformers reads its own folder, see the README).
+Each round is a new process (``python -m bench.intern_library``) with an empty
+``TORCHPKG_CACHE_DIR``, so the first export is a true first: no scan or source
+cache, and an empty materialisation cache for the load. torch.package is timed
+on export only: it cannot load the result (transformers reads its own folder,
+see the README).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def run_intern_library(session: Session) -> None:
     for round_ in range(session.config.rounds):
         session.log(f"intern-library: round {round_ + 1}/{session.config.rounds}")
         command = [sys.executable, "-m", "bench.intern_library", str(session.path("il"))]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        cold = dict(env, TORCHPKG_CACHE_DIR=str(session.path(f"il-cache-{round_}")))
+        done = subprocess.run(command, env=cold, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"intern-library failed:\n{done.stderr[-3000:]}")
         measured = json.loads(done.stdout.strip().splitlines()[-1])

@@ -11,11 +11,16 @@ torchpkg's export fsyncs its file before the atomic rename, inside its timing.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 
 from torch import nn
 
@@ -24,9 +29,9 @@ from bench.core import Config, Results, Session, open_session, rotate, timed
 from bench.gate import run_gate
 from bench.intern_library import run_intern_library
 from bench.models import load_code_model, make_large, make_many, model_bytes
-from bench.peers import CODE_EXPORTERS, FORMATS, CodeExporter, Format, touch
+from bench.peers import CODE_EXPORTERS, FORMATS, TORCHPKG, CodeExporter, Format, touch
 
-__all__ = ["WORKLOADS", "run", "run_code", "run_large", "run_many"]
+__all__ = ["CODE_NEW_PROCESS", "WORKLOADS", "run", "run_code", "run_large", "run_many"]
 
 
 def selected_formats(config: Config) -> list[Format]:
@@ -102,31 +107,71 @@ def run_many(session: Session) -> None:
     _tensor_workload(session, "many", model, touch_too=False)
 
 
+CODE_NEW_PROCESS = "export first, new process (warm cache)"
+_CACHE_ENV = "TORCHPKG_CACHE_DIR"  # where torchpkg keeps its scan cache
+
+
 def run_code(session: Session) -> None:
     """A model spanning a package of ~50 modules, exported twice in one process.
 
-    Every round gives every tool a package with new module names, so the first
-    export is a true first for that tool (neither tool caches across processes).
+    Every round gives every tool a package with new module names and torchpkg an
+    empty scan cache, so "export first" is a true first for each tool. Then a new
+    process exports the same code with the cache that first export filled: what
+    every later process of a CI run sees (CODE_NEW_PROCESS).
     """
     config, results = session.config, session.results
     exporters = selected_exporters(config)
     results.note("code", modules=config.code_modules + 2, functions=config.code_functions)
-    for exporter in exporters:  # warm-up: import the tools
-        package, model = load_code_model(session, modules=2, functions=1)
-        exporter.export(model, session.path("warm-up.pt"))
-        session.path("warm-up.pt").unlink()
-        session.forget(package)
+    warm_up, warm_up_model = load_code_model(session, modules=2, functions=1)
+    with _scan_cache_in(session.path("code-cache-warm-up")):
+        for exporter in exporters:  # warm-up: import the tools
+            exporter.export(warm_up_model, session.path("warm-up.pt"))
+            session.path("warm-up.pt").unlink()
     for round_ in range(config.rounds):
         session.log(f"code: round {round_ + 1}/{config.rounds}")
+        cache = session.path(f"code-cache-{round_}")
         for exporter in rotate(exporters, round_):
             package, model = load_code_model(session, config.code_modules, config.code_functions)
             path = session.path(f"{package}.pt")
-            for phase in ("export first", "export second"):
-                _, seconds = timed(partial(exporter.export, model, path))
-                results.add("code", phase, exporter.name, seconds)
-                path.unlink()
-                os.sync()
+            with _scan_cache_in(cache):
+                for phase in ("export first", "export second"):
+                    _, seconds = timed(partial(exporter.export, model, path))
+                    results.add("code", phase, exporter.name, seconds)
+                    path.unlink()
+                    os.sync()
+            if exporter.name == TORCHPKG:
+                seconds = _export_in_new_process(session, cache, warm_up, package, path)
+                results.add("code", CODE_NEW_PROCESS, TORCHPKG, seconds)
             session.forget(package)
+    session.forget(warm_up)
+
+
+@contextmanager
+def _scan_cache_in(folder: Path) -> Iterator[None]:
+    """torchpkg's caches in ``folder`` (new: empty) while the block runs."""
+    saved = os.environ.get(_CACHE_ENV)
+    os.environ[_CACHE_ENV] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[_CACHE_ENV]
+        else:
+            os.environ[_CACHE_ENV] = saved
+
+
+def _export_in_new_process(
+    session: Session, cache: Path, warm_up: str, package: str, path: Path
+) -> float:
+    command = [sys.executable, "-m", "bench._code_child", str(session.src), warm_up, package]
+    env = dict(os.environ, **{_CACHE_ENV: str(cache)})
+    done = subprocess.run(
+        [*command, str(path)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the code workload's child failed:\n{done.stderr[-3000:]}")
+    seconds: float = json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds
 
 
 def run_rss(session: Session) -> None:

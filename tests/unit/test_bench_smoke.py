@@ -27,7 +27,7 @@ from bench.peers import CODE_EXPORTERS, FORMATS, TORCHPKG  # noqa: E402
 from bench.report import TARGETS, format_report, machine, to_json  # noqa: E402
 from bench.rss import PHASE as RSS_PHASE  # noqa: E402
 from bench.rss import peak_rss  # noqa: E402
-from bench.workloads import run  # noqa: E402
+from bench.workloads import CODE_NEW_PROCESS, run  # noqa: E402
 
 TINY = Config(
     rounds=2,
@@ -69,6 +69,7 @@ def test_every_peer_is_measured_once_per_round_in_every_phase(in_process_results
             for phase in ("export first", "export second")
             for exporter in CODE_EXPORTERS
         }
+        | {("code", CODE_NEW_PROCESS, TORCHPKG)}
     )
     assert set(results.rows) == expected
     for row in results.rows.values():
@@ -149,9 +150,10 @@ def test_command_line_writes_the_table_and_the_json(
     assert code == 0
     out = capsys.readouterr().out
     assert "[code]" in out
-    assert "code export: torchpkg first >= 2x faster" in out
+    assert "code export: torchpkg first (empty scan cache) >= 2x faster" in out
     document = json.loads(path.read_text())
-    assert {row["phase"] for row in document["rows"]} == {"export first", "export second"}
+    phases = {row["phase"] for row in document["rows"]}
+    assert phases == {"export first", "export second", CODE_NEW_PROCESS}
     assert document["config"]["rounds"] == 1
 
 
