@@ -9,13 +9,15 @@ reader hand out tensors that are views of an ``mmap`` of the file.
 
 Framework records (``.data/version``, ``.data/extern_modules``, ``byteorder``,
 ``.data/<key>.storage``, ...) are ordinary records: the exporter writes them.
-The writer computes two records itself, last: torchpkg's manifest (the SHA-256
-of every record before it) and torch's ``.data/serialization_id``.
+The writer computes two records itself, last: torchpkg's manifest (the BLAKE3
+digest of every record before it) and torch's ``.data/serialization_id``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import struct
 import threading
 import zipfile
@@ -23,6 +25,7 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
+from torchpkg._digest import WRITTEN, DigestAlgorithm
 from torchpkg.errors import UnsupportedVersionError
 from torchpkg.records import MANIFEST_RECORD, Manifest
 
@@ -48,8 +51,10 @@ _U64 = (1 << 64) - 1
 _RECOPY = "Re-export the package, or copy it again if it was truncated in transfer."
 # Records the writer derives from the others; a caller's copy (from another archive) is dropped.
 _DERIVED = (SERIALIZATION_ID, MANIFEST_RECORD)
-# From this size on a record is hashed on a second thread while it is CRC'd and written.
-_HASH_ASIDE = 1 << 20
+# From this size on a record's CRC and digest are computed on threads while it is written.
+_ASIDE = 1 << 20
+# Where a local header holds the CRC-32 (after signature, versions, flags, method, time, date).
+_CRC_AT = 14
 
 
 def _escapes(name: str) -> bool:
@@ -70,33 +75,59 @@ def _parse_version(raw: bytes, archive: str) -> int:
     return int(text)
 
 
+def _patchable(fileobj: BinaryIO) -> int | None:
+    """Where ``fileobj``'s writes start in its file, if bytes already written there can
+    be rewritten with ``os.pwrite``: a regular file not opened for appending (where
+    Linux's pwrite would append); None for pipes, sockets and in-memory files."""
+    if not isinstance(fileobj, (io.BufferedRandom, io.BufferedWriter, io.FileIO)):
+        return None
+    try:
+        if "a" in fileobj.mode or not fileobj.seekable():
+            return None
+        return fileobj.tell()
+    except (OSError, ValueError):
+        return None
+
+
 def _hash_combine(seed: int, value: int) -> int:
     """c10's ``hash_combine`` on 64-bit integers: how torch folds record CRCs together."""
     mixed = (value + 0x9E3779B9 + (seed << 6) + (seed >> 2)) & _U64
     return (seed ^ mixed) & _U64
 
 
-class _Sha256:
-    """The SHA-256 of a buffer; a large one is hashed on its own thread.
+class _Sums:
+    """The CRC-32 and the manifest digest of one record's bytes.
 
-    hashlib, zlib.crc32 and file writes all release the GIL on large buffers, so
-    hashing a storage overlaps computing its CRC and writing it instead of adding
-    a third pass over its bytes.
+    From ``_ASIDE`` bytes on, each is computed on a thread of its own while the
+    caller writes the same bytes: zlib, BLAKE3 and file writes all release the
+    GIL, so a large storage costs about one pass over its bytes, not three.
     """
 
-    def __init__(self, view: memoryview) -> None:
-        self._hash = hashlib.sha256()
-        self._thread: threading.Thread | None = None
-        if view.nbytes < _HASH_ASIDE:
+    def __init__(self, view: memoryview, algorithm: DigestAlgorithm) -> None:
+        self._hash = algorithm.new(view.nbytes)
+        self._threads: list[threading.Thread] = []
+        self.crc = 0
+        if view.nbytes < _ASIDE:
+            self.crc = zlib.crc32(view)
             self._hash.update(view)
-        else:
-            self._thread = threading.Thread(target=self._hash.update, args=(view,), daemon=True)
-            self._thread.start()
+            return
+        for target in (self._crc32, self._hash.update):
+            thread = threading.Thread(target=target, args=(view,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._threads)
+
+    def _crc32(self, view: memoryview) -> None:
+        self.crc = zlib.crc32(view)
 
     def join(self) -> None:
-        """Wait for the hash: the buffer may be freed once the caller has it back."""
-        if self._thread is not None:
-            self._thread.join()
+        """Wait for both: the buffer may be freed once the caller has it back."""
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
 
     def hexdigest(self) -> str:
         self.join()
@@ -109,7 +140,7 @@ class _Written:
     crc: int
     size: int
     offset: int
-    sha256: str
+    digest: str
 
 
 class ArchiveWriter:
@@ -128,6 +159,7 @@ class ArchiveWriter:
         self._offset = 0  # counted here rather than asked with tell(): pipes cannot tell
         self._closed = False
         self._sealing = False
+        self._patch_at = _patchable(fileobj)
 
     @property
     def records(self) -> list[str]:
@@ -160,26 +192,39 @@ class ArchiveWriter:
         extra = struct.pack("<2H2Q", 1, 16, size, size) if big else b""
         pad = -(offset + _LOCAL.size + len(path) + len(extra) + 4) % ALIGNMENT
         extra += struct.pack("<2sH", b"FB", pad) + b"Z" * pad
-        digest = _Sha256(view)
+        sums = _Sums(view, WRITTEN)
         try:
-            crc = zlib.crc32(view)
+            # A large record's CRC is still being computed: where the header can be
+            # rewritten in place, it goes out with a zero CRC that is filled in after.
+            later = sums.pending and self._patch_at is not None
+            if sums.pending and not later:
+                sums.join()
             stored = 0xFFFFFFFF if big else size
             header = _LOCAL.pack(
                 b"PK\x03\x04", 45 if big else 20, _UTF8_NAMES, zipfile.ZIP_STORED, 0, _DOS_DATE,
-                crc, stored, stored, len(path), len(extra),
+                0 if later else sums.crc, stored, stored, len(path), len(extra),
             )  # fmt: skip
             self._write(header + path + extra)
             self._write(view)  # straight from the caller's buffer: no copy of large storages
         finally:
-            digest.join()
-        self._written[name] = _Written(path, crc, size, offset, digest.hexdigest())
+            sums.join()
+        if later:
+            self._patch(offset + _CRC_AT, struct.pack("<L", sums.crc))
+        self._written[name] = _Written(path, sums.crc, size, offset, sums.hexdigest())
+
+    def _patch(self, offset: int, data: bytes) -> None:
+        assert self._patch_at is not None
+        self._fileobj.flush()
+        os.pwrite(self._fileobj.fileno(), data, self._patch_at + offset)
 
     def write_manifest(self) -> None:
-        """Write the manifest: the SHA-256 of every record written so far.
+        """Write the manifest: the digest of every record written so far.
 
         Call it after the last record: only the serialization id may follow.
         """
-        manifest = Manifest({name: record.sha256 for name, record in self._written.items()})
+        manifest = Manifest(
+            {name: record.digest for name, record in self._written.items()}, WRITTEN
+        )
         self._write_derived(MANIFEST_RECORD, manifest.to_json())
 
     def write_serialization_id(self) -> None:

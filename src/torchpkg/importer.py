@@ -117,7 +117,7 @@ class PackageImporter(Importer):
     symlinks, zip bombs: see ``limits``) are an ``UnsafeArchiveError`` at open.
 
     With ``verify=True`` every record is hashed at open and compared with the
-    SHA-256 manifest torchpkg wrote at export: an ``IntegrityError`` names each
+    digest manifest torchpkg wrote at export: an ``IntegrityError`` names each
     altered, missing or extra record, and an archive with no manifest (from
     torch.package) is an ``UnverifiedArchiveError``.
     """

@@ -9,7 +9,7 @@ which torch.package ignores, so archives still load there. ``PackageImporter``
 compares it with the loading environment: a difference is an
 :class:`EnvironmentMismatchWarning`, or an :class:`EnvironmentMismatchError`
 with ``strict_environment=True``. The source map says which local file each
-interned module came from; the manifest holds the SHA-256 of every record
+interned module came from; the manifest holds a digest (BLAKE3) of every record
 (``torchpkg.security.check_integrity`` compares an archive with it).
 """
 
@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchpkg._digest import WRITTEN, DigestAlgorithm
 from torchpkg.errors import ArchiveFormatError, TorchpkgError
 
 __all__ = [
@@ -304,25 +305,26 @@ class SourceMap:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The SHA-256 of each record, in the order they were written.
+    """The digest of each record, in the order they were written, and the algorithm.
 
     The exporter writes it after every other record but ``.data/serialization_id``
     (which is derived from the names and CRCs of all the others, the manifest
     included), so it covers everything a loader reads.
     """
 
-    digests: dict[str, str] = field(default_factory=dict)  # record -> sha256 hex digest
+    digests: dict[str, str] = field(default_factory=dict)  # record -> hex digest
+    algorithm: DigestAlgorithm = WRITTEN
 
     def to_json(self) -> bytes:
-        data = {"format": _FORMAT, "algorithm": "sha256", "records": self.digests}
+        data = {"format": _FORMAT, "algorithm": self.algorithm.value, "records": self.digests}
         return (json.dumps(data, indent=1) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
         try:
             parsed: Any = json.loads(data)
-            if parsed["algorithm"] != "sha256":
-                raise ValueError(f"unknown digest algorithm {parsed['algorithm']!r}")
-            return cls({str(name): str(digest) for name, digest in parsed["records"].items()})
+            algorithm = DigestAlgorithm.named(parsed["algorithm"])
+            digests = {str(name): str(digest) for name, digest in parsed["records"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise InvalidRecordError(f"{MANIFEST_RECORD} is not a valid record: {error}") from None
+        return cls(digests, algorithm)

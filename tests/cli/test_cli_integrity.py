@@ -136,7 +136,7 @@ def test_info_says_the_archive_has_a_manifest(
     package: Package, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["info", str(package.path)]) == 0
-    assert "integrity: SHA-256 manifest" in capsys.readouterr().out
+    assert "integrity: BLAKE3 manifest" in capsys.readouterr().out
     assert main(["info", str(package.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["manifest"] is True
 

@@ -8,6 +8,7 @@ import mmap
 import struct
 import tracemalloc
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -216,6 +217,43 @@ def test_writer_never_seeks_and_handles_partial_writes() -> None:
         writer.write_record(name, data)
     writer.close()
     assert b"".join(pipe.chunks) == write_archive()
+
+
+LARGE = {"big.bin": bytes(range(256)) * (12 << 10), "small.txt": b"after"}  # 3 MiB, then more
+
+
+def local_crcs(data: bytes) -> dict[str, int]:
+    """The CRC-32 each local header states, by record name."""
+    return {
+        name: struct.unpack_from("<L", data, offset - len(extra) - len(name) - 30 + 14)[0]
+        for name, extra, offset in local_headers(data)
+    }
+
+
+@pytest.mark.parametrize("mode", ["wb", "w+b", "ab"])
+def test_a_large_record_written_to_a_file_states_its_crc_in_its_local_header(
+    tmp_path: Path, mode: str
+) -> None:
+    """Its CRC is computed while it is written, then filled into the header in place."""
+    path = tmp_path / "large.pt"
+    with path.open(mode) as out:
+        write_records(out, LARGE, "archive")
+    data = path.read_bytes()
+    assert local_crcs(data) == {f"archive/{n}": zlib.crc32(d) for n, d in LARGE.items()}
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None
+
+
+def test_a_large_record_written_to_a_stream_gets_the_same_bytes_as_to_a_file(
+    tmp_path: Path,
+) -> None:
+    """A pipe cannot be rewritten: there the CRC is computed before the header goes out."""
+    pipe = PipeLike()
+    write_records(pipe, LARGE, "archive")  # type: ignore[arg-type]
+    path = tmp_path / "large.pt"
+    with path.open("wb") as out:
+        write_records(out, LARGE, "archive")
+    assert b"".join(pipe.chunks) == path.read_bytes()
 
 
 def test_read_view_of_a_file_is_a_writable_view_of_a_private_mmap(archive_path: Path) -> None:

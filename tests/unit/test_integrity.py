@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import blake3
 import pytest
 
 import torchpkg.exporter
@@ -32,6 +33,7 @@ from torchpkg import (
 )
 from torchpkg._archive import SERIALIZATION_ID, ArchiveWriter
 from torchpkg._archive_reader import DirectoryArchiveReader
+from torchpkg._digest import DigestAlgorithm
 from torchpkg.records import MANIFEST_RECORD, Manifest
 from torchpkg.security import RecordStatus, check_integrity
 from torchpkg.security._integrity import IntegrityReport
@@ -82,15 +84,16 @@ def unzipped(archive: Path, tmp_path: Path) -> Path:
 # --- the manifest the exporter writes ---------------------------------------------------
 
 
-def test_the_manifest_holds_the_sha256_of_every_record_but_itself_and_the_id(
+def test_the_manifest_holds_the_blake3_of_every_record_but_itself_and_the_id(
     archive: Path,
 ) -> None:
     _, records = read_records(archive)
     manifest = Manifest.from_json(records[MANIFEST_RECORD])
     covered = {name for name in records if name not in (MANIFEST_RECORD, SERIALIZATION_ID)}
+    assert manifest.algorithm is DigestAlgorithm.BLAKE3
     assert set(manifest.digests) == covered
     for name, digest in manifest.digests.items():
-        assert hashlib.sha256(records[name]).hexdigest() == digest, name
+        assert blake3.blake3(records[name]).hexdigest() == digest, name
 
 
 def test_the_manifest_is_the_last_record_before_the_serialization_id(archive: Path) -> None:
@@ -122,16 +125,17 @@ def test_the_manifest_covers_storages_and_torchscript_records(
     assert check_integrity_of(path).verified
 
 
-def test_a_record_hashed_on_the_side_thread_has_its_own_digest() -> None:
+@pytest.mark.parametrize("size", [2 << 20, 20 << 20], ids=["2 MiB", "20 MiB, several cores"])
+def test_a_record_hashed_on_the_side_thread_has_its_own_digest(size: int) -> None:
     """Records from 1 MiB on are hashed on a second thread while they are written."""
-    big = bytes(range(256)) * 8192  # 2 MiB
+    big = bytes(range(256)) * (size // 256)
     out = io.BytesIO()
     writer = ArchiveWriter(out)
     writer.write_record("big.bin", big)
     writer.write_manifest()
     writer.close()
     manifest = Manifest.from_json(zipfile.ZipFile(out).read(f"archive/{MANIFEST_RECORD}"))
-    assert manifest.digests == {"big.bin": hashlib.sha256(big).hexdigest()}
+    assert manifest.digests == {"big.bin": blake3.blake3(big).hexdigest()}
 
 
 def test_a_manifest_written_by_the_caller_is_dropped_for_the_writers_own() -> None:
@@ -285,7 +289,7 @@ def test_a_manifest_that_is_not_valid_is_reported_as_altered(archive: Path) -> N
 @pytest.mark.parametrize("mmap", [True, False], ids=["mapped", "read"])
 def test_a_manifest_changed_in_place_is_reported_as_altered(archive: Path, mmap: bool) -> None:
     data = archive.read_bytes()
-    archive.write_bytes(data.replace(b'"algorithm": "sha256"', b'"algorithm": "sha257"'))
+    archive.write_bytes(data.replace(b'"algorithm": "blake3"', b'"algorithm": "blake4"'))
     with pytest.raises(IntegrityError) as info:
         PackageImporter(archive, verify=True, mmap=mmap)
     assert info.value.problems == {MANIFEST_RECORD: RecordStatus.ALTERED}
@@ -362,5 +366,41 @@ def test_integrity_errors_pickle_with_their_records(error: IntegrityError) -> No
 
 def test_the_manifest_record_is_json_naming_its_algorithm(archive: Path) -> None:
     parsed = json.loads(read_records(archive)[1][MANIFEST_RECORD])
-    assert parsed["algorithm"] == "sha256"
+    assert parsed["algorithm"] == "blake3"
     assert parsed["records"] == manifest_of(archive).digests
+
+
+# --- manifests written by earlier versions: SHA-256 --------------------------------------
+
+
+def with_sha256_manifest(path: Path) -> None:
+    """Rewrite the archive's manifest as torchpkg wrote it before BLAKE3."""
+
+    def rewrite(records: dict[str, bytes]) -> None:
+        digests = {
+            name: hashlib.sha256(records[name]).hexdigest()
+            for name in Manifest.from_json(records[MANIFEST_RECORD]).digests
+        }
+        records[MANIFEST_RECORD] = Manifest(digests, DigestAlgorithm.SHA256).to_json()
+
+    tamper(path, rewrite)
+
+
+def test_an_archive_with_a_sha256_manifest_still_verifies(archive: Path) -> None:
+    with_sha256_manifest(archive)
+    assert manifest_of(archive).algorithm is DigestAlgorithm.SHA256
+    assert check_integrity_of(archive).verified
+
+
+def test_an_altered_record_is_found_against_a_sha256_manifest(archive: Path) -> None:
+    with_sha256_manifest(archive)
+    replace(archive, "notes/readme.txt", b"changed")
+    with pytest.raises(IntegrityError) as info:
+        PackageImporter(archive, verify=True)
+    assert info.value.problems == {"notes/readme.txt": RecordStatus.ALTERED}
+
+
+def test_a_manifest_naming_an_unknown_algorithm_says_to_upgrade() -> None:
+    data = Manifest({"a.txt": "00"}).to_json().replace(b'"blake3"', b'"blake9"')
+    with pytest.raises(ValueError, match=r"unknown digest algorithm 'blake9'.*upgrade torchpkg"):
+        Manifest.from_json(data)

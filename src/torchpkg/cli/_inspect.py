@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
+from torchpkg._archive_reader import ArchiveReader
 from torchpkg.cli._common import (
     FINDINGS,
     OK,
@@ -21,7 +22,7 @@ from torchpkg.cli._common import (
 )
 from torchpkg.file_tree import directory_from_records
 from torchpkg.glob import GlobGroup
-from torchpkg.records import ENVIRONMENT_RECORD, MANIFEST_RECORD, EnvironmentRecord
+from torchpkg.records import ENVIRONMENT_RECORD, MANIFEST_RECORD, EnvironmentRecord, Manifest
 from torchpkg.security import IntegrityReport, check_integrity
 
 __all__ = ["run_info", "run_tree", "run_verify"]
@@ -58,6 +59,7 @@ class PackageInfo:
     pickles: list[str]
     environment: list[str] | None  # None: not recorded (another tool, an older torchpkg)
     manifest: bool  # whether it has an integrity manifest (`verify` checks it)
+    manifest_digest: str | None  # its algorithm (BLAKE3, SHA-256); None without one
 
 
 def package_info(path: str) -> PackageInfo:
@@ -88,7 +90,17 @@ def package_info(path: str) -> PackageInfo:
             pickles=pickle_records(reader),
             environment=environment.lines() if environment is not None else None,
             manifest=reader.has_record(MANIFEST_RECORD),
+            manifest_digest=_manifest_digest(reader),
         )
+
+
+def _manifest_digest(reader: ArchiveReader) -> str | None:
+    if not reader.has_record(MANIFEST_RECORD):
+        return None
+    try:
+        return Manifest.from_json(reader.read(MANIFEST_RECORD)).algorithm.label
+    except ValueError:  # `verify` reports it as altered
+        return "unreadable"
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -115,7 +127,8 @@ def run_info(args: argparse.Namespace) -> int:
     for line in info.environment or ["not recorded (written by another tool or an older torchpkg)"]:
         print(f"  {line}")
     print(
-        "integrity: SHA-256 manifest (check it with `torchpkg verify --integrity-only`)"
+        f"integrity: {info.manifest_digest} manifest (check it with "
+        "`torchpkg verify --integrity-only`)"
         if info.manifest
         else f"integrity: {UNVERIFIED}"
     )

@@ -13,7 +13,7 @@ Opening an archive refuses hostile layouts (names that escape it or collide,
 symlinks, zip bombs) with an :class:`UnsafeArchiveError`; ``ArchiveLimits``
 sets how far compressed records may inflate. ``check_integrity`` (and
 ``PackageImporter(path, verify=True)``, ``torchpkg verify``) compares an
-archive with the SHA-256 manifest torchpkg writes at export.
+archive with the digest manifest torchpkg writes at export.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Integrity: an archive compared with the manifest torchpkg wrote into it at export.
 
-The manifest (``.data/torchpkg/manifest.json``) holds the SHA-256 of every
-record but itself and ``.data/serialization_id``, which the writer derives
-from the others after it. A record whose bytes differ, one the manifest lists
-that is gone, and one it does not list are each a finding. Archives written by
-torch.package (or a torchpkg from before manifests) have none: they are
-*unverified*, which is not the same as altered.
+The manifest (``.data/torchpkg/manifest.json``) holds a digest of every
+record (BLAKE3; SHA-256 in archives from earlier torchpkg versions) but itself
+and ``.data/serialization_id``, which the writer derives from the others after
+it. A record whose bytes differ, one the manifest lists that is gone, and one it
+does not list are each a finding. Archives written by torch.package (or a
+torchpkg from before manifests) have none: they are *unverified*, which is not
+the same as altered.
 
 A manifest detects accidental damage and changes made by tools that do not
 rewrite it; it is not a signature: whoever can rewrite the archive can write
@@ -15,7 +16,6 @@ a matching manifest too.
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -140,7 +140,7 @@ def check_integrity(reader: ArchiveReader) -> IntegrityReport:
             records[name] = RecordStatus.MISSING
             continue
         view = _view(views, name)
-        same = view is not None and hashlib.sha256(view).hexdigest() == digest
+        same = view is not None and manifest.algorithm.hexdigest(view) == digest
         records[name] = RecordStatus.VERIFIED if same else RecordStatus.ALTERED
     for name in reader.records():
         if name not in manifest.digests and name not in _UNLISTED:
