@@ -176,7 +176,13 @@ class PackageExporter:
             raise error
         path = record_path(package, resource)
         buffer = io.BytesIO()
-        pickler = create_pickler(buffer, pickle_protocol, self._persistent_ids(), self.importer)
+        pickler = create_pickler(
+            buffer,
+            pickle_protocol,
+            self._persistent_ids(),
+            self.importer,
+            self._reducers(pickle_protocol),
+        )
         node = pickle_node(package, resource)
         try:
             pickler.dump(obj)
@@ -353,6 +359,10 @@ class PackageExporter:
         return self._resolver.graph.all_paths(src, dst)
 
     # --- pickling internals -------------------------------------------------------
+
+    def _reducers(self, protocol: int) -> dict[type, Callable[[Any], Any]] | None:
+        torch = torch_if_loaded()
+        return None if torch is None else _tensors.tensor_reducers(torch, protocol)
 
     def _persistent_ids(self) -> Callable[[Any], Any]:
         """The pickler's hook. It runs for every object pickled (tens of thousands for

@@ -10,14 +10,16 @@ holds torch objects: pickling plain Python objects never imports it.
 from __future__ import annotations
 
 import _compat_pickle
+import copyreg
 import enum
 import pickle
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from torchpkg import _exported
+from torchpkg._tensors import StorageOf
 from torchpkg.environment import Importer, _getattribute
 from torchpkg.errors import (
     ImportedObjectNotFoundError,
@@ -68,13 +70,21 @@ class PackagePickler(pickle._Pickler):
 
 
 def create_pickler(
-    file: IO[bytes], protocol: int, persistent_id: PersistentId, importer: Importer
+    file: IO[bytes],
+    protocol: int,
+    persistent_id: PersistentId,
+    importer: Importer,
+    reducers: Mapping[type, Callable[[Any], Any]] | None = None,
 ) -> pickle.Pickler | PackagePickler:
+    """A pickler calling ``persistent_id`` for every object; ``reducers`` (by exact
+    type) go before ``copyreg``'s and the objects' own ``__reduce_ex__``."""
     from torchpkg.environment import sys_importer
 
     # The hook as a static method of a class made for it: one Python call per pickled
     # object, not two (Python 3.13 no longer lets an instance attribute replace it).
-    hooks = {"persistent_id": staticmethod(persistent_id)}
+    hooks: dict[str, Any] = {"persistent_id": staticmethod(persistent_id)}
+    if reducers:
+        hooks["dispatch_table"] = {**copyreg.dispatch_table, **reducers}
     if importer is sys_importer:
         return type("_Pickler", (pickle.Pickler,), hooks)(file, protocol)  # type: ignore[no-any-return]
     pickler_class = type("_PackagePickler", (PackagePickler,), hooks)
@@ -245,7 +255,9 @@ class Kind(enum.Enum):
 
 def classify(cls: type) -> Kind:
     torch = torch_if_loaded()
-    if torch is not None and issubclass(cls, (torch.storage.TypedStorage, torch.UntypedStorage)):
+    if cls is StorageOf or (
+        torch is not None and issubclass(cls, (torch.storage.TypedStorage, torch.UntypedStorage))
+    ):
         return Kind.STORAGE
     if issubclass(cls, type):  # classes are pickled by name, even those with the hook
         return Kind.PLAIN
