@@ -62,6 +62,10 @@ class PackagingErrorReason(enum.Enum):
     UNPICKLABLE = "An object could not be pickled."
     FROM_ANOTHER_PACKAGE = "An object was loaded from a package this exporter does not know."
     EMPTY_MATCH = "A pattern marked allow_empty=False matched no module."
+    MAIN_WITHOUT_SOURCE = "An object defined in __main__ has no source to package it from."
+    MAIN_GLOBAL_WITHOUT_SOURCE = (
+        "An object defined in __main__ uses a global of __main__ that cannot be packaged."
+    )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}.{self.name}>"
@@ -108,6 +112,15 @@ _NEXT_STEPS: dict[PackagingErrorReason, str] = {
     ),
     PackagingErrorReason.EMPTY_MATCH: (
         "fix the pattern, or pass allow_empty=True if matching nothing is expected."
+    ),
+    PackagingErrorReason.MAIN_WITHOUT_SOURCE: (
+        "define it with a class or def statement in the script or notebook (not type(), "
+        "exec() or eval()), keep the script's file as it ran, or move it into a module and "
+        "intern() that."
+    ),
+    PackagingErrorReason.MAIN_GLOBAL_WITHOUT_SOURCE: (
+        "make the value an attribute (or buffer) of the model, pass it as an argument, or "
+        "import it from a module."
     ),
 }
 

@@ -25,6 +25,7 @@ from torchpkg import _exported, _tensors, _torchscript
 from torchpkg._archive import ArchiveWriter
 from torchpkg._graph import DependencyGraph
 from torchpkg._hooks import ActionHook, RemovableHandle
+from torchpkg._main_module import MAIN_MODULE, MainModule, MainRenamer, names_main
 from torchpkg._paths import record_path, write_framework_records, write_module
 from torchpkg._pickle_scan import scan_globals_fast
 from torchpkg._staging import StagedTarget
@@ -121,6 +122,7 @@ class PackageExporter:
         self._hooks: dict[Action, dict[int, ActionHook]] = {action: {} for action in Action}
         self._closed = False
         self._environment: EnvironmentRecord | None = None
+        self._main = MainModule(self.importer)  # what pickles need from __main__, as source
 
     # --- policy -------------------------------------------------------------------
 
@@ -192,7 +194,8 @@ class PackageExporter:
         # Released on the way out: a frame kept by some caught error's traceback must
         # not keep the buffer exported (its BytesIO then cannot be freed).
         with buffer.getbuffer() as data:
-            found = scan_globals_fast(data) if dependencies or may_name_mangled(data) else []
+            scan = dependencies or may_name_mangled(data) or names_main(data)
+            found = scan_globals_fast(data) if scan else []
         if pickle_protocol < 3:
             found = [python3_name(module, name) for module, name in found]
         # The C pickler names a class loaded by one of our importers by its mangled
@@ -206,10 +209,26 @@ class PackageExporter:
                 pickle.PicklingError(f"Can't pickle {module}.{name}: {hint}"),
             )
             return
+        main = [name for module, name in found if module == "__main__"]
+        if main:
+            buffer = self._pickle_from_main(obj, pickle_protocol, main)
+            found = [(MAIN_MODULE if m == "__main__" else m, name) for m, name in found]
         if dependencies:
             self._resolver.record_pickle_globals(package, resource, found)
         with buffer.getbuffer() as data:
             self._writer.write_record(path, data)
+
+    def _pickle_from_main(self, obj: Any, protocol: int, names: list[str]) -> io.BytesIO:
+        """Package the objects of ``__main__`` the pickle names, and pickle ``obj`` again
+        naming the packaged module: a loading process has a ``__main__`` of its own.
+        What has no source is a problem for close(), as a dependency's would be."""
+        self._problems.extend(self._main.add(names))
+        self._resolver.provide(MAIN_MODULE, self._main.source(), False, True)
+        buffer = io.BytesIO()
+        renamer = MainRenamer(self.importer)
+        reducers = self._reducers(protocol)
+        create_pickler(buffer, protocol, self._persistent_ids(), renamer, reducers).dump(obj)
+        return buffer
 
     def _pickling_failed(self, problem: Problem, error: BaseException) -> None:
         """Raise ``error`` with torchpkg's advice in its notes, or keep ``problem`` for close()."""
