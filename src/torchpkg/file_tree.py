@@ -2,7 +2,9 @@
 
 ``str(directory)`` renders exactly like ``torch.package``'s ``Directory``, so the
 output of ``PackageImporter.file_structure()`` (and of ``torchpkg tree``) is the
-same in both libraries::
+same in both libraries. torchpkg's own records (``.data/torchpkg/``: environment,
+sources, manifest), which torch.package ignores, are left out unless asked for,
+so the same export shows the same tree in both::
 
     ─── my_package.pt
         ├── .data
@@ -18,7 +20,10 @@ from collections.abc import Iterable
 
 from torchpkg.glob import GlobGroup, GlobPattern
 
-__all__ = ["Directory", "directory_from_records"]
+__all__ = ["PRIVATE_RECORDS", "Directory", "directory_from_records", "select_records"]
+
+# Where torchpkg keeps its own metadata records in an archive.
+PRIVATE_RECORDS = ".data/torchpkg/"
 
 
 class Directory:
@@ -77,14 +82,36 @@ class Directory:
                 child._render_children(indent + ("    " if last else "│   "), lines)
 
 
-def directory_from_records(
-    name: str, records: Iterable[str], include: GlobPattern = "**", exclude: GlobPattern = ()
-) -> Directory:
-    """Build the tree named ``name`` from the ``"/"``-separated ``records`` selected by
-    ``include`` and ``exclude`` (glob patterns over archive paths, see :mod:`torchpkg.glob`)."""
+def select_records(
+    records: Iterable[str],
+    include: GlobPattern = "**",
+    exclude: GlobPattern = (),
+    *,
+    include_private: bool = False,
+) -> list[str]:
+    """The ``"/"``-separated ``records`` selected by ``include`` and ``exclude`` (glob
+    patterns over archive paths, see :mod:`torchpkg.glob`), in their order.
+
+    torchpkg's own records (under :data:`PRIVATE_RECORDS`) only with ``include_private``.
+    """
     selected = GlobGroup(include, exclude=exclude, separator="/")
+    return [
+        record
+        for record in records
+        if selected.matches(record) and (include_private or not record.startswith(PRIVATE_RECORDS))
+    ]
+
+
+def directory_from_records(
+    name: str,
+    records: Iterable[str],
+    include: GlobPattern = "**",
+    exclude: GlobPattern = (),
+    *,
+    include_private: bool = False,
+) -> Directory:
+    """Build the tree named ``name`` from the records :func:`select_records` selects."""
     root = Directory(name, is_dir=True)
-    for record in records:
-        if selected.matches(record):
-            root._add_record(record)
+    for record in select_records(records, include, exclude, include_private=include_private):
+        root._add_record(record)
     return root

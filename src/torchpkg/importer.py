@@ -286,10 +286,25 @@ class PackageImporter(Importer):
         )
 
     def file_structure(
-        self, *, include: GlobPattern = "**", exclude: GlobPattern = ()
+        self,
+        *,
+        include: GlobPattern = "**",
+        exclude: GlobPattern = (),
+        include_private: bool = False,
     ) -> Directory:
-        """A printable tree of the archive's records, filtered by glob patterns."""
-        return directory_from_records(self.filename, self.zip_reader.records(), include, exclude)
+        """A printable tree of the archive's records, filtered by glob patterns.
+
+        torchpkg's own records (``.data/torchpkg/``: environment, sources,
+        manifest) are private metadata, shown only with ``include_private=True``:
+        the tree is the one torch.package shows for the same export.
+        """
+        return directory_from_records(
+            self.filename,
+            self.zip_reader.records(),
+            include,
+            exclude,
+            include_private=include_private,
+        )
 
     def id(self) -> str:
         """This importer's mangle parent, e.g. ``<torch_package_0>``."""

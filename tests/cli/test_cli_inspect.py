@@ -36,6 +36,26 @@ def test_tree_json_lists_the_selected_records(
     assert not [record for record in records if record.startswith(".data/")]
 
 
+def test_tree_leaves_torchpkgs_own_records_out_unless_asked(
+    package: Package, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tree", str(package.path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["records"]
+    assert main(["tree", str(package.path), "--json", "--include-private"]) == 0
+    every = json.loads(capsys.readouterr().out)["records"]
+    assert ".data/torchpkg/environment.json" in every
+    assert shown == [record for record in every if not record.startswith(".data/torchpkg/")]
+
+
+def test_tree_prints_torchpkgs_own_records_when_asked(
+    package: Package, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tree", str(package.path)]) == 0
+    assert "environment.json" not in capsys.readouterr().out
+    assert main(["tree", str(package.path), "--include-private"]) == 0
+    assert "environment.json" in capsys.readouterr().out
+
+
 def test_info_reports_versions_sizes_counts_externs_and_mocks(
     package: Package, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 Archives are written by ``torch.package``; their record list is read back with
 ``zipfile`` and fed to torchpkg, and both trees must render byte for byte alike.
+Then the same export is written by each tool, and each tool's importer shows it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ torch = pytest.importorskip("torch")
 from torch.package.package_exporter import PackageExporter  # noqa: E402
 from torch.package.package_importer import PackageImporter  # noqa: E402
 
+import torchpkg  # noqa: E402
 from torchpkg.file_tree import directory_from_records  # noqa: E402
 from torchpkg.glob import GlobPattern  # noqa: E402
 
@@ -114,3 +116,47 @@ def test_subdirectory_renders_like_torch_package(archive: Path) -> None:
     expected = PackageImporter(str(archive)).file_structure().children["models"]
     ours = directory_from_records(str(archive), _records(archive)).children["models"]
     assert str(ours) == str(expected)
+
+
+# --- the same export written by each tool ------------------------------------------------------
+
+
+def _export_with_both(tmp_path: Path) -> tuple[Path, Path]:
+    """The same export written by torch.package and by torchpkg: (theirs, ours)."""
+    paths = (tmp_path / "theirs" / "my_package.pt", tmp_path / "ours" / "my_package.pt")
+    for exporter_cls, path in zip((PackageExporter, torchpkg.PackageExporter), paths, strict=True):
+        path.parent.mkdir()
+        with exporter_cls(str(path)) as exporter:
+            exporter.extern("json")
+            exporter.save_source_string("alpha", "import json\n", is_package=True)
+            exporter.save_pickle("models", "model_1.pkl", {"w": torch.ones(2)})
+            exporter.save_text("notes", "readme.txt", "hello")
+    return paths
+
+
+def _tree_below_the_name(tree: object) -> str:
+    """The rendered tree without its first line, which names the archive's path."""
+    return str(tree).split("\n", 1)[1]
+
+
+def test_the_same_export_shows_the_same_tree_from_both_tools(tmp_path: Path) -> None:
+    """torchpkg's own records (``.data/torchpkg/``) are private metadata: hidden."""
+    theirs, ours = _export_with_both(tmp_path)
+    with torchpkg.PackageImporter(ours) as importer:
+        our_tree = importer.file_structure()
+    assert _tree_below_the_name(our_tree) == _tree_below_the_name(
+        PackageImporter(str(theirs)).file_structure()
+    )
+    assert not our_tree.has_file(".data/torchpkg")
+
+
+def test_private_records_show_when_asked_as_torch_package_shows_every_record(
+    tmp_path: Path,
+) -> None:
+    _, ours = _export_with_both(tmp_path)
+    with torchpkg.PackageImporter(ours) as importer:
+        our_tree = importer.file_structure(include_private=True)
+    assert our_tree.has_file(".data/torchpkg/environment.json")
+    assert _tree_below_the_name(our_tree) == _tree_below_the_name(
+        PackageImporter(str(ours)).file_structure()
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torchpkg.file_tree import Directory, directory_from_records
+from torchpkg.file_tree import Directory, directory_from_records, select_records
 
 RECORDS = [
     "models/model_1.pkl",
@@ -153,3 +153,26 @@ def test_directory_can_be_built_by_hand() -> None:
     root.children["f"] = Directory("f", is_dir=False)
     assert root.has_file("f")
     assert str(root) == "─── root\n    └── f\n"
+
+
+PRIVATE = [".data/version", ".data/torchpkg/environment.json", ".data/torchpkg/manifest.json"]
+
+
+def test_torchpkgs_own_records_are_left_out_by_default() -> None:
+    assert select_records(PRIVATE) == [".data/version"]
+    assert not directory_from_records("p", PRIVATE).has_file(".data/torchpkg")
+
+
+def test_torchpkgs_own_records_are_selected_when_asked_for() -> None:
+    assert select_records(PRIVATE, include_private=True) == PRIVATE
+    tree = directory_from_records("p", PRIVATE, include_private=True)
+    assert tree.has_file(".data/torchpkg/manifest.json")
+
+
+def test_asking_for_private_records_still_applies_the_globs() -> None:
+    selected = select_records(PRIVATE, exclude="**/manifest.json", include_private=True)
+    assert selected == PRIVATE[:2]
+
+
+def test_a_record_that_only_starts_like_the_private_folder_is_not_private() -> None:
+    assert select_records([".data/torchpkg.txt"]) == [".data/torchpkg.txt"]

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     tree.add_argument("package", help="a .pt file or an unzipped package folder")
     tree.add_argument("--include", action="append", metavar="GLOB", help="repeatable")
     tree.add_argument("--exclude", action="append", default=None, metavar="GLOB")
+    tree.add_argument(
+        "--include-private",
+        action="store_true",
+        help="also torchpkg's own records (.data/torchpkg/), which torch.package ignores",
+    )
 
     info = command("info", run_info)
     info.add_argument("package", help="a .pt file or an unzipped package folder")

@@ -20,8 +20,7 @@ from torchpkg.cli._common import (
     python_version,
     storage_records,
 )
-from torchpkg.file_tree import directory_from_records
-from torchpkg.glob import GlobGroup
+from torchpkg.file_tree import directory_from_records, select_records
 from torchpkg.records import ENVIRONMENT_RECORD, MANIFEST_RECORD, EnvironmentRecord, Manifest
 from torchpkg.security import IntegrityReport, check_integrity
 
@@ -34,11 +33,15 @@ def run_tree(args: argparse.Namespace) -> int:
     include = args.include or ["**"]
     with open_package(args.package) as reader:
         records = reader.records()
+    private = args.include_private
     if args.json:
-        selected = GlobGroup(include, exclude=args.exclude, separator="/")
-        emit_json({"package": args.package, "records": [r for r in records if selected.matches(r)]})
+        selected = select_records(records, include, args.exclude, include_private=private)
+        emit_json({"package": args.package, "records": selected})
     else:
-        print(directory_from_records(args.package, records, include, args.exclude), end="")
+        tree = directory_from_records(
+            args.package, records, include, args.exclude, include_private=private
+        )
+        print(tree, end="")
     return OK
 
 
