@@ -193,6 +193,15 @@ def test_first_path_stops_at_a_cycle_where_torch_package_loops_forever(
     assert graph.first_path("a") == ["b", "a"]
 
 
+def test_all_paths_stops_at_a_cycle_where_torch_package_loops_forever(
+    our_graph: type[Any],
+) -> None:
+    graph = our_graph()
+    graph.add_edge("a", "b")
+    graph.add_edge("b", "a")
+    assert graph.all_paths("a", "b").splitlines()[3:-1] == ['"a" -> "b";', '"b" -> "a";']
+
+
 # --- the graph of an export --------------------------------------------------------------
 
 
