@@ -189,7 +189,7 @@ class PackageExporter:
         try:
             pickler.dump(obj)
         except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-            self._pickling_failed(pickling_problem(node, obj, exc), as_pickler_error(exc))
+            self._raise_or_collect(pickling_problem(node, obj, exc), as_pickler_error(exc))
             return
         # Released on the way out: a frame kept by some caught error's traceback must
         # not keep the buffer exported (its BytesIO then cannot be freed).
@@ -204,7 +204,7 @@ class PackageExporter:
         if foreign:
             module, name = foreign[0]
             hint = mangled_name_hint(module)
-            self._pickling_failed(
+            self._raise_or_collect(
                 Problem(PackagingErrorReason.FROM_ANOTHER_PACKAGE, module, hint),
                 pickle.PicklingError(f"Can't pickle {module}.{name}: {hint}"),
             )
@@ -230,7 +230,7 @@ class PackageExporter:
         create_pickler(buffer, protocol, self._persistent_ids(), renamer, reducers).dump(obj)
         return buffer
 
-    def _pickling_failed(self, problem: Problem, error: BaseException) -> None:
+    def _raise_or_collect(self, problem: Problem, error: BaseException) -> None:
         """Raise ``error`` with torchpkg's advice in its notes, or keep ``problem`` for close()."""
         if self.collect_errors:
             self._problems.append(problem)
@@ -260,7 +260,7 @@ class PackageExporter:
             self._resolver.intern_from_environment(module_name, dependencies)
         except ModuleNotFoundError as error:
             problem = Problem(PackagingErrorReason.MODULE_NOT_FOUND, module_name)
-            self._pickling_failed(problem, error)
+            self._raise_or_collect(problem, error)
 
     def save_source_string(
         self,
