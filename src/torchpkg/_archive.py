@@ -22,8 +22,7 @@ import struct
 import threading
 import zipfile
 import zlib
-from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, NamedTuple
 
 from torchpkg._digest import WRITTEN, DigestAlgorithm
 from torchpkg.errors import UnsupportedVersionError
@@ -53,6 +52,8 @@ _RECOPY = "Re-export the package, or copy it again if it was truncated in transf
 _DERIVED = (SERIALIZATION_ID, MANIFEST_RECORD)
 # From this size on a record's CRC and digest are computed on threads while it is written.
 _ASIDE = 1 << 20
+# Below this size a record is written in one call with its header.
+_JOINED = 64 << 10
 # Where a local header holds the CRC-32 (after signature, versions, flags, method, time, date).
 _CRC_AT = 14
 
@@ -96,29 +97,20 @@ def _hash_combine(seed: int, value: int) -> int:
 
 
 class _Sums:
-    """The CRC-32 and the manifest digest of one record's bytes.
-
-    From ``_ASIDE`` bytes on, each is computed on a thread of its own while the
-    caller writes the same bytes: zlib, BLAKE3 and file writes all release the
-    GIL, so a large storage costs about one pass over its bytes, not three.
-    """
+    """The CRC-32 and the manifest digest of a large record, each computed on a
+    thread of its own while the caller writes the same bytes: zlib, BLAKE3 and
+    file writes all release the GIL, so a large storage costs about one pass over
+    its bytes, not three."""
 
     def __init__(self, view: memoryview, algorithm: DigestAlgorithm) -> None:
         self._hash = algorithm.new(view.nbytes)
-        self._threads: list[threading.Thread] = []
         self.crc = 0
-        if view.nbytes < _ASIDE:
-            self.crc = zlib.crc32(view)
-            self._hash.update(view)
-            return
-        for target in (self._crc32, self._hash.update):
-            thread = threading.Thread(target=target, args=(view,), daemon=True)
+        self._threads = [
+            threading.Thread(target=target, args=(view,), daemon=True)
+            for target in (self._crc32, self._hash.update)
+        ]
+        for thread in self._threads:
             thread.start()
-            self._threads.append(thread)
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._threads)
 
     def _crc32(self, view: memoryview) -> None:
         self.crc = zlib.crc32(view)
@@ -127,15 +119,13 @@ class _Sums:
         """Wait for both: the buffer may be freed once the caller has it back."""
         for thread in self._threads:
             thread.join()
-        self._threads.clear()
 
     def hexdigest(self) -> str:
         self.join()
         return self._hash.hexdigest()
 
 
-@dataclass(frozen=True)
-class _Written:
+class _Written(NamedTuple):  # one per record: a tuple is the cheapest to make
     path: bytes
     crc: int
     size: int
@@ -160,6 +150,7 @@ class ArchiveWriter:
         self._closed = False
         self._sealing = False
         self._patch_at = _patchable(fileobj)
+        self._hexdigest = WRITTEN.hexdigest_function()
 
     @property
     def records(self) -> list[str]:
@@ -192,25 +183,40 @@ class ArchiveWriter:
         extra = struct.pack("<2H2Q", 1, 16, size, size) if big else b""
         pad = -(offset + _LOCAL.size + len(path) + len(extra) + 4) % ALIGNMENT
         extra += struct.pack("<2sH", b"FB", pad) + b"Z" * pad
+        if size < _ASIDE:
+            crc = zlib.crc32(view)
+            header = self._local_header(path, extra, crc, size)
+            if size < _JOINED:  # one write call: copying a small record costs less
+                self._write(header + view)
+            else:
+                self._write(header)
+                self._write(view)
+            self._written[name] = _Written(path, crc, size, offset, self._hexdigest(view))
+            return
         sums = _Sums(view, WRITTEN)
         try:
-            # A large record's CRC is still being computed: where the header can be
-            # rewritten in place, it goes out with a zero CRC that is filled in after.
-            later = sums.pending and self._patch_at is not None
-            if sums.pending and not later:
+            # The CRC is still being computed: where the header can be rewritten in
+            # place, it goes out with a zero CRC that is filled in after.
+            later = self._patch_at is not None
+            if not later:
                 sums.join()
-            stored = 0xFFFFFFFF if big else size
-            header = _LOCAL.pack(
-                b"PK\x03\x04", 45 if big else 20, _UTF8_NAMES, zipfile.ZIP_STORED, 0, _DOS_DATE,
-                0 if later else sums.crc, stored, stored, len(path), len(extra),
-            )  # fmt: skip
-            self._write(header + path + extra)
+            self._write(self._local_header(path, extra, 0 if later else sums.crc, size))
             self._write(view)  # straight from the caller's buffer: no copy of large storages
         finally:
             sums.join()
         if later:
             self._patch(offset + _CRC_AT, struct.pack("<L", sums.crc))
         self._written[name] = _Written(path, sums.crc, size, offset, sums.hexdigest())
+
+    @staticmethod
+    def _local_header(path: bytes, extra: bytes, crc: int, size: int) -> bytes:
+        big = size >= _ZIP64_LIMIT
+        stored = 0xFFFFFFFF if big else size
+        header = _LOCAL.pack(
+            b"PK\x03\x04", 45 if big else 20, _UTF8_NAMES, zipfile.ZIP_STORED, 0, _DOS_DATE,
+            crc, stored, stored, len(path), len(extra),
+        )  # fmt: skip
+        return header + path + extra
 
     def _patch(self, offset: int, data: bytes) -> None:
         assert self._patch_at is not None

@@ -9,8 +9,9 @@ torchpkg versions name SHA-256 and still verify.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 __all__ = ["WRITTEN", "DigestAlgorithm", "Hasher"]
 
@@ -18,8 +19,11 @@ __all__ = ["WRITTEN", "DigestAlgorithm", "Hasher"]
 _THREADED_BYTES = 16 << 20
 
 
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+
 class Hasher(Protocol):
-    def update(self, data: bytes | bytearray | memoryview, /) -> object: ...
+    def update(self, data: Buffer, /) -> object: ...
 
     def hexdigest(self) -> str: ...
 
@@ -44,10 +48,19 @@ class DigestAlgorithm(Enum):
         threads = blake3.blake3.AUTO if size >= _THREADED_BYTES else 1
         return blake3.blake3(max_threads=threads)
 
-    def hexdigest(self, data: bytes | bytearray | memoryview) -> str:
+    def hexdigest(self, data: Buffer) -> str:
         hasher = self.new(len(data) if isinstance(data, (bytes, bytearray)) else data.nbytes)
         hasher.update(data)
         return hasher.hexdigest()
+
+    def hexdigest_function(self) -> Callable[[Buffer], str]:
+        """``hexdigest`` for small inputs, without its per-call dispatch: what the
+        writer calls for each of thousands of small records."""
+        if self is DigestAlgorithm.SHA256:
+            return lambda data: hashlib.sha256(data).hexdigest()
+        from blake3 import blake3
+
+        return lambda data: blake3(data).hexdigest()
 
     @classmethod
     def named(cls, name: str) -> DigestAlgorithm:
