@@ -1,6 +1,9 @@
-"""The child process of the peak-RSS workload: import torch, load, do not touch.
+"""The child processes of the peak-RSS workload.
 
-Kept free of heavy imports: the baseline child imports this module and torch only.
+``main``: import torch, load, do not touch. ``export``: build the large model,
+then export it, and print how far the export raised the peak RSS above what the
+process held before it (torch and the model). Kept free of heavy imports: the
+baseline child imports this module and torch only.
 """
 
 from __future__ import annotations
@@ -24,3 +27,31 @@ def main(argv: list[str]) -> None:
     loaded.close()
     if not found:
         sys.exit(f"{loader_name} loaded no tensors from {path}")
+
+
+def export(argv: list[str]) -> None:
+    format_name, module_name, layers, dim, path = argv
+    import importlib
+
+    from bench.peers import FORMATS
+
+    model = importlib.import_module(module_name).Large(int(layers), int(dim))
+    (fmt,) = [fmt for fmt in FORMATS if fmt.name == format_name]
+    before = _reset_peak()
+    fmt.save(model, Path(path))
+    print(_status("VmHWM") - before)
+
+
+def _reset_peak() -> int:
+    """Reset the RSS high-water mark to the RSS now (Linux 4.0+), and return it."""
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")
+    return _status("VmHWM")
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")

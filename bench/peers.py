@@ -23,6 +23,7 @@ __all__ = [
     "CODE_EXPORTERS",
     "FORMATS",
     "TORCHPKG",
+    "TORCHPKG_NO_FSYNC",
     "CodeExporter",
     "Format",
     "Loaded",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 TORCHPKG = "torchpkg"
+TORCHPKG_NO_FSYNC = "torchpkg (durable=False)"
 PACKAGE = "model"
 RESOURCE = "model.pkl"
 
@@ -79,13 +81,17 @@ def _intern_patterns(obj: Any) -> list[str]:
 # --- torchpkg ---------------------------------------------------------------------
 
 
-def torchpkg_export(obj: Any, path: Path) -> None:
+def torchpkg_export(obj: Any, path: Path, *, durable: bool = True) -> None:
     from torchpkg import PackageExporter
 
-    with PackageExporter(path) as exporter:
+    with PackageExporter(path, durable=durable) as exporter:
         exporter.intern(_intern_patterns(obj))
         exporter.extern("torch.**")
         exporter.save_pickle(PACKAGE, RESOURCE, obj)
+
+
+def _torchpkg_export_without_fsync(obj: Any, path: Path) -> None:
+    torchpkg_export(obj, path, durable=False)
 
 
 def _torchpkg_loader(mmap: bool) -> Callable[[Path], Loaded]:
@@ -177,6 +183,8 @@ FORMATS: tuple[Format, ...] = (
             Loader("torchpkg (mmap=False)", _torchpkg_loader(mmap=False)),
         ),
     ),
+    # As the other tools write: no fsync (the atomic rename stays). Export only.
+    Format(TORCHPKG_NO_FSYNC, ".pt", _torchpkg_export_without_fsync, ()),
     Format(
         "torch.package",
         ".pt",

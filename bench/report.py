@@ -11,7 +11,8 @@ from typing import Any
 
 from bench.core import SECONDS, Config, Results, Row
 from bench.gate import UNTRACED_GATE, WITH_GATE, WITHOUT_GATE
-from bench.peers import TORCHPKG
+from bench.peers import TORCHPKG, TORCHPKG_NO_FSYNC
+from bench.rss import EXPORT_PHASE as RSS_EXPORT_PHASE
 from bench.rss import PHASE as RSS_PHASE
 from bench.workloads import CODE_NEW_PROCESS
 
@@ -61,6 +62,8 @@ class Target:
 
 
 _SD_MMAP = "torch.load(state_dict, mmap=True)"
+_SD_SAVE = "torch.save(state_dict)"
+_SAFETENSORS = "safetensors"
 _TP = "torch.package"
 
 
@@ -84,6 +87,26 @@ TARGETS: tuple[Target, ...] = (
         1.2,
     ),
     _faster_than_torch_package("large", "load", 10.0),
+    *(
+        Target(
+            f"{workload} export: torchpkg without fsync <= 1.2x {_SD_SAVE} (neither syncs)",
+            (workload, "export", TORCHPKG_NO_FSYNC),
+            (workload, "export", _SD_SAVE),
+            "<=",
+            1.2,
+        )
+        for workload in ("large", "many")
+    ),
+    *(
+        Target(
+            f"{workload} load: torchpkg <= 1.2x {_SAFETENSORS}",
+            (workload, "load", TORCHPKG),
+            (workload, "load", _SAFETENSORS),
+            "<=",
+            1.2,
+        )
+        for workload in ("large", "many")
+    ),
     _faster_than_torch_package("many", "load", 2.0),
     _faster_than_torch_package("many", "export", 2.0),
     Target(
@@ -146,6 +169,13 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "large load peak RSS: torchpkg < 0.25x model bytes above import torch",
         ("rss", RSS_PHASE, TORCHPKG),
+        None,
+        "<",
+        0.25,
+    ),
+    Target(
+        "large export peak RSS: torchpkg < 0.25x model bytes above the model held",
+        ("rss", RSS_EXPORT_PHASE, TORCHPKG),
         None,
         "<",
         0.25,

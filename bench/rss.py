@@ -1,4 +1,5 @@
-"""Peak RSS of a fresh process that loads the large model and does not touch it.
+"""Peak RSS of a fresh process that loads the large model and does not touch it,
+and how far exporting the large model raises the peak of the process that holds it.
 
 Linux records the RSS high-water mark of the memory a process leaves at
 ``exec``; a child spawned (vfork) by this process, which holds the model, would
@@ -24,9 +25,10 @@ from bench.core import MODEL_FRACTION, Session, rotate
 from bench.models import model_bytes
 from bench.peers import Format
 
-__all__ = ["PHASE", "loader_child", "peak_rss", "run_rss"]
+__all__ = ["EXPORT_PHASE", "PHASE", "loader_child", "peak_rss", "run_rss"]
 
 PHASE = "load peak RSS"
+EXPORT_PHASE = "export peak RSS"
 
 _LAUNCHER = """\
 import os, sys
@@ -39,8 +41,8 @@ sys.exit(os.waitstatus_to_exitcode(status))
 _CHILD = """\
 import sys
 sys.path[:0] = {paths!r}
-from bench._child import main
-main(sys.argv[1:])
+from bench import _child
+_child.{function}(sys.argv[1:])
 """
 
 
@@ -57,7 +59,22 @@ def peak_rss(python_args: Sequence[str]) -> int:
 
 def loader_child(loader: str, path: Path | None, import_paths: Sequence[str]) -> list[str]:
     """Arguments of a Python that imports torch, loads ``path`` with ``loader`` and exits."""
-    return ["-c", _CHILD.format(paths=list(import_paths)), loader, str(path)]
+    return ["-c", _CHILD.format(paths=list(import_paths), function="main"), loader, str(path)]
+
+
+def export_peak(
+    session: Session, fmt: Format, model: nn.Module, path: Path, import_paths: Sequence[str]
+) -> int:
+    """How far exporting the large model raises a fresh process's peak RSS, in bytes."""
+    size = (str(session.config.large_layers), str(session.config.large_dim))
+    code = _CHILD.format(paths=list(import_paths), function="export")
+    argv = [sys.executable, "-c", code, fmt.name, type(model).__module__, *size]
+    done = subprocess.run([*argv, str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"exporting with {fmt.name} failed (exit {done.returncode}):\n{done.stderr}"
+        )
+    return int(done.stdout.split()[-1])
 
 
 def run_rss(session: Session, model: nn.Module, formats: Sequence[Format]) -> None:
@@ -75,7 +92,7 @@ def run_rss(session: Session, model: nn.Module, formats: Sequence[Format]) -> No
         baseline_peak_rss_bytes=baselines,
         note="peak RSS above an `import torch` child, untouched tensors",
     )
-    for fmt in formats:
+    for fmt in [fmt for fmt in formats if fmt.loaders]:
         session.log(f"rss: {fmt.name}")
         path = session.path(f"rss{fmt.suffix}")
         fmt.save(model, path)
@@ -84,3 +101,10 @@ def run_rss(session: Session, model: nn.Module, formats: Sequence[Format]) -> No
                 peak = peak_rss(loader_child(loader.name, path, import_paths))
                 results.add("rss", PHASE, loader.name, (peak - baseline) / nbytes, MODEL_FRACTION)
         path.unlink()
+    for round_ in range(config.rss_rounds):
+        for fmt in rotate(formats, round_):
+            session.log(f"rss: exporting with {fmt.name}")
+            path = session.path(f"rss-export{fmt.suffix}")
+            raised = export_peak(session, fmt, model, path, import_paths)
+            results.add("rss", EXPORT_PHASE, fmt.name, raised / nbytes, MODEL_FRACTION)
+            path.unlink(missing_ok=True)

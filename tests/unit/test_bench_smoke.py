@@ -21,12 +21,13 @@ pytest.importorskip("safetensors")
 from bench import rss  # noqa: E402
 from bench.__main__ import main  # noqa: E402
 from bench._child import BASELINE  # noqa: E402
-from bench.core import Config, Results, rotate  # noqa: E402
+from bench.core import Config, Results, open_session, rotate  # noqa: E402
 from bench.gate import split_timings  # noqa: E402
+from bench.models import make_large  # noqa: E402
 from bench.peers import CODE_EXPORTERS, FORMATS, TORCHPKG  # noqa: E402
 from bench.report import TARGETS, format_report, machine, to_json  # noqa: E402
+from bench.rss import EXPORT_PHASE, peak_rss  # noqa: E402
 from bench.rss import PHASE as RSS_PHASE  # noqa: E402
-from bench.rss import peak_rss  # noqa: E402
 from bench.workloads import CODE_NEW_PROCESS, run  # noqa: E402
 
 TINY = Config(
@@ -89,7 +90,7 @@ def test_report_has_a_line_per_peer_and_a_verdict_per_target(in_process_results:
         assert name in report
     verdicts = [line for line in report.splitlines() if line.strip().startswith(("PASS", "MISS"))]
     # the rss, gate and intern-library workloads run child processes: not here
-    assert len(verdicts) == len(TARGETS) - 6
+    assert len(verdicts) == len(TARGETS) - 7
     assert "n/a" in report
 
 
@@ -133,6 +134,7 @@ def test_rss_workload_runs_each_loader_in_its_own_child(monkeypatch: pytest.Monk
         return peaks[loader]
 
     monkeypatch.setattr(rss, "peak_rss", run_child_here)
+    monkeypatch.setattr(rss, "export_peak", lambda *args: 1024)
     results = run(replace(TINY, peers=frozenset({TORCHPKG})), only=["rss"])
     assert children == [BASELINE, TORCHPKG, "torchpkg (mmap=False)"]
     model_bytes = TINY.large_layers * TINY.large_dim**2 * 4
@@ -140,6 +142,20 @@ def test_rss_workload_runs_each_loader_in_its_own_child(monkeypatch: pytest.Monk
     assert row is not None
     assert row.values == [2048 / model_bytes]
     assert results.facts["rss"]["baseline_peak_rss_bytes"] == [300_000_000]
+    exported = results.get("rss", EXPORT_PHASE, TORCHPKG)
+    assert exported is not None
+    assert exported.values == [1024 / model_bytes]
+
+
+def test_an_export_child_reports_how_far_the_export_raised_its_peak(tmp_path: Path) -> None:
+    """A real child: it builds the model, resets its high-water mark and exports."""
+    with open_session(TINY, lambda message: None) as session:
+        model = make_large(session, TINY.large_layers, TINY.large_dim)
+        (fmt,) = [fmt for fmt in FORMATS if fmt.name == TORCHPKG]
+        paths = [str(Path(rss.__file__).resolve().parent.parent), str(session.src)]
+        raised = rss.export_peak(session, fmt, model, tmp_path / "large.pt", paths)
+    assert 0 <= raised < 256 << 20  # a tiny model: the export's own allocations only
+    assert (tmp_path / "large.pt").exists()
 
 
 def test_command_line_writes_the_table_and_the_json(
