@@ -30,7 +30,7 @@ _LOAD = """
 import sys
 from torchpkg import PackageImporter
 with PackageImporter(sys.argv[1]) as importer:
-    obj = importer.load_pickle("main", "obj.pkl")
+    obj = importer.load_pickle("main", sys.argv[3])
     print(eval(sys.argv[2]))
 """
 
@@ -69,11 +69,12 @@ class Main:
         problems: list[list[str | None]] = json.loads(out)
         return problems
 
-    def load(self, archive: Path, expression: str) -> str:
-        """``expression`` about the loaded ``obj``, in a fresh interpreter elsewhere."""
+    def load(self, archive: Path, expression: str, resource: str = "obj.pkl") -> str:
+        """``expression`` about ``obj``, loaded from ``main/resource`` in a fresh
+        interpreter elsewhere."""
         elsewhere = self.directory / "elsewhere"
         elsewhere.mkdir(exist_ok=True)
-        return _python(["-c", _LOAD, str(archive), expression], elsewhere)
+        return _python(["-c", _LOAD, str(archive), expression, resource], elsewhere)
 
     def run(self, source: str, how: str = "script", *args: str) -> str:
         """Run ``source`` as a script, with ``-c`` or as IPython cells (split at ``# cell``

@@ -98,7 +98,9 @@ class MainModule:
 
     def _bind(self, name: str, value: Any, walk: _Walk, user: str | None) -> None:
         """Give ``name`` (which ``user`` uses) its statement, and follow what it uses."""
-        if name in self._seen:
+        # The packaged module has its own `__name__`, `__file__`, ...: copied, `__name__`
+        # would make the classes defined after it claim `__main__` again.
+        if name in self._seen or _is_dunder(name):
             return
         self._seen.add(name)
         if isinstance(value, ModuleType):
@@ -181,6 +183,10 @@ def _defined_in_main(value: Any) -> type | FunctionType | None:
         if value is None:
             return None
     return value
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
 
 
 def _literal(value: Any) -> str | None:

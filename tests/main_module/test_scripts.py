@@ -259,3 +259,42 @@ def test_a_script_edited_after_it_ran_is_an_error_not_other_code(main: Main) -> 
             "the file changed after it ran",
         ]
     ]
+
+
+def test_module_dunders_are_the_packaged_modules_own(main: Main) -> None:
+    archive = main.export(
+        """
+        class Model:
+            def where(self):
+                return __name__
+        """,
+        "Model()",
+    )
+    assert main.load(archive, "obj.where()").endswith(">.__torchpkg_main__")
+
+
+def test_each_pickle_adds_what_it_needs_to_the_one_packaged_module(main: Main) -> None:
+    archive = main.directory / "two.pt"
+    main.run(
+        """
+        import sys
+        from torchpkg import PackageExporter
+
+
+        class First:
+            pass
+
+
+        class Second:
+            pass
+
+
+        with PackageExporter(sys.argv[1]) as exporter:
+            exporter.save_pickle("main", "first.pkl", First())
+            exporter.save_pickle("main", "second.pkl", Second())
+        """,
+        "script",
+        str(archive),
+    )
+    assert main.load(archive, "type(obj).__name__", "first.pkl") == "First"
+    assert main.load(archive, "type(obj).__name__", "second.pkl") == "Second"
