@@ -44,31 +44,36 @@ _NAMED = "="  # prefix of an anchor the source names, so it never reads as an An
 
 
 class ScanCache:
-    """The imports of each source seen, by digest; on disk too when ``directory`` is set."""
+    """The imports of each module seen, in memory; by source digest on disk when
+    ``directory`` is set."""
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self._disk = directory  # None once the directory proved unusable
         self._checked = False
-        self._memory: dict[bytes, tuple[FoundImport, ...]] = {}
+        # A module read again is the same str (environment caches sources by file
+        # stamp): its hash is kept, so a second export finds each module at once.
+        self._memory: dict[tuple[str, str, bool], list[ImportRef]] = {}
 
     def imports(self, source: str, module_name: str, is_package: bool) -> list[ImportRef]:
         """``scan_imports(source, module_name, is_package, module_name)``, parsed once."""
-        found = self.found(source, module_name)
-        return resolve_imports(found, module_name, is_package, module_name)
-
-    def found(self, source: str, filename: str) -> tuple[FoundImport, ...]:
-        """``find_imports(source, filename)``, from the cache when this source was seen."""
-        key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=20).digest()
-        found = self._memory.get(key)
-        if found is None:
-            found = self._load(key)
-            if found is None:
-                found = find_imports(source, filename)
-                self._store(key, found)
+        key = (source, module_name, is_package)
+        refs = self._memory.get(key)
+        if refs is None:
+            found = self.found(source, module_name)
+            refs = resolve_imports(found, module_name, is_package, module_name)
             if len(self._memory) >= _MEMORY_SIZE:
                 self._memory.pop(next(iter(self._memory)))
-            self._memory[key] = found
+            self._memory[key] = refs
+        return refs
+
+    def found(self, source: str, filename: str) -> tuple[FoundImport, ...]:
+        """``find_imports(source, filename)``, read back if some process parsed this text."""
+        key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+        found = self._load(key)
+        if found is None:
+            found = find_imports(source, filename)
+            self._store(key, found)
         return found
 
     def _folder(self) -> Path | None:

@@ -102,7 +102,9 @@ class Resolver:
         resource_node = pickle_node(package, resource)
         node = self.graph.node(resource_node)
         node.is_pickle, node.action, node.provided = True, Action.INTERN, True
-        self._run([_Request(module, resource_node, True) for module, _ in globals_])
+        # A model names the same few modules thousands of times: each is resolved once.
+        modules = dict.fromkeys(module for module, _ in globals_)
+        self._run([_Request(module, resource_node, True) for module in modules])
         mocked: dict[str, list[str]] = {}
         for module, name in globals_:
             target = self.graph.nodes.get(module)
