@@ -165,6 +165,7 @@ class ZipArchiveReader(ArchiveReader):
         self._closed = False
         self._limits = limits
         self._mappable = False
+        self._headers: _mmap.mmap | None = None
         if isinstance(source, (str, os.PathLike)):
             self.name, self._owns_file = os.fspath(source), True
             try:
@@ -338,8 +339,7 @@ class ZipArchiveReader(ArchiveReader):
         entry = self._entry(name)
         if not entry.located:
             info = entry.info
-            self._file.seek(info.header_offset)
-            header = self._file.read(_LOCAL.size)
+            header = self._local_header(info.header_offset)
             if len(header) < _LOCAL.size or not header.startswith(b"PK\x03\x04"):
                 raise self._damaged(f"has no local header for record {info.filename!r}")
             *_, name_len, extra_len = _LOCAL.unpack(header)
@@ -349,8 +349,23 @@ class ZipArchiveReader(ArchiveReader):
             entry.offset, entry.located = offset, True
         return entry
 
+    def _local_header(self, offset: int) -> bytes:
+        """The fixed part of the local header at ``offset`` (shorter at the file's end).
+
+        A mappable file's headers are read from one map of it: thousands of small
+        records would otherwise cost a seek and a read each.
+        """
+        if self._mappable:
+            if self._headers is None:
+                self._headers = _mmap.mmap(self._file.fileno(), 0, access=_mmap.ACCESS_READ)
+            return self._headers[offset : offset + _LOCAL.size]
+        self._file.seek(offset)
+        return self._file.read(_LOCAL.size)
+
     def _release(self) -> None:
         # Maps handed out by views() keep their own reference to the file.
+        if self._headers is not None:
+            self._headers.close()
         if self._owns_file:
             self._file.close()
 

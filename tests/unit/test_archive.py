@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import io
 import mmap
+import re
 import struct
 import tracemalloc
 import zipfile
@@ -18,7 +19,7 @@ from _archives import write_records
 from torchpkg import _archive
 from torchpkg._archive import ALIGNMENT, ArchiveWriter
 from torchpkg._archive_reader import DirectoryArchiveReader, ZipArchiveReader, open_archive
-from torchpkg.errors import RecordNotFoundError
+from torchpkg.errors import ArchiveFormatError, RecordNotFoundError
 
 RECORDS = {
     "pkg/__init__.py": b"",
@@ -254,6 +255,24 @@ def test_a_large_record_written_to_a_stream_gets_the_same_bytes_as_to_a_file(
     with path.open("wb") as out:
         write_records(out, LARGE, "archive")
     assert b"".join(pipe.chunks) == path.read_bytes()
+
+
+@pytest.mark.parametrize("mmap", [True, False], ids=["mapped", "read"])
+def test_a_record_whose_local_header_was_overwritten_is_reported_damaged(
+    tmp_path: Path, mmap: bool
+) -> None:
+    data = bytearray(write_archive())
+    _, _, offset = next(h for h in local_headers(bytes(data)) if h[0].endswith("0.storage"))
+    start = data.rindex(b"PK\x03\x04", 0, offset)
+    data[start : start + 4] = b"XX\x03\x04"
+    path = tmp_path / "damaged.pt"
+    path.write_bytes(data)
+    expected = re.escape("no local header for record 'archive/.data/0.storage'")
+    with (
+        ZipArchiveReader(path, mmap=mmap) as reader,
+        pytest.raises(ArchiveFormatError, match=expected),
+    ):
+        reader.read_view(".data/0.storage")
 
 
 def test_read_view_of_a_file_is_a_writable_view_of_a_private_mmap(archive_path: Path) -> None:
