@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from torchpkg import PackageExporter, PackageImporter, _staging
+from torchpkg import PackageExporter, PackageImporter, _archive, _staging
 from torchpkg._staging import stale_temp_files
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -186,6 +186,60 @@ def test_a_durable_export_fsyncs_before_the_rename_and_a_throwaway_one_does_not(
     with PackageImporter(target) as importer:
         assert importer.load_text("notes", "a.txt") == "hello"
     assert stale_temp_files(target) == []
+
+
+class FullDiskFile(io.BufferedRandom):
+    """A real file, whose headers the writer rewrites in place (a large record's CRC),
+    and whose writes fail with ENOSPC once ``room`` bytes are used up."""
+
+    def __init__(self, path: Path, room: int) -> None:
+        super().__init__(io.FileIO(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL), "r+b"))
+        self.room = room
+
+    def write(self, data: Any) -> int:
+        size = memoryview(data).nbytes
+        if size > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= size
+        return super().write(data)
+
+
+# Bytes written before the disk is full, with three 2 MiB records (about 6.3 MB in all):
+# none, in the first record's data, in the third's.
+LARGE_ROOMS = [0, 1 << 20, 5 << 20]
+
+
+@pytest.mark.parametrize("room", LARGE_ROOMS)
+def test_full_disk_in_a_large_record_whose_crc_comes_after_leaves_the_previous_file(
+    previous: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch, room: int
+) -> None:
+    target, before = previous
+    create = _staging._create_temp
+
+    def create_on_full_disk(target: Path) -> tuple[Path, Any]:
+        path, file = create(target)
+        file.close()
+        path.unlink()
+        return path, FullDiskFile(path, room)
+
+    monkeypatch.setattr(_staging, "_create_temp", create_on_full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export(target, size=2 << 20)
+    assert_untouched(target, before)
+
+
+def test_a_failed_rewrite_of_a_large_records_crc_leaves_the_previous_file(
+    previous: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target, before = previous
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(_archive.os, "pwrite", pwrite)
+    with pytest.raises(OSError, match="Input/output error"):
+        export(target, size=2 << 20)
+    assert_untouched(target, before)
 
 
 @pytest.mark.parametrize("room", ROOMS)
