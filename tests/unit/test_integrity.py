@@ -237,7 +237,11 @@ def test_verify_true_refuses_an_altered_storage(tmp_path: Path) -> None:
     assert info.value.problems == {".data/0.storage": RecordStatus.ALTERED}
 
 
-def test_every_difference_is_reported_in_one_error(archive: Path, top: str) -> None:
+@pytest.mark.parametrize("sha256", [False, True], ids=["blake3", "sha256"])
+def test_every_difference_is_reported_in_one_error(archive: Path, top: str, sha256: bool) -> None:
+    if sha256:
+        with_sha256_manifest(archive)
+
     def change(records: dict[str, bytes]) -> None:
         records[f"{top}/models.py"] += b"\n"
         del records["notes/readme.txt"]
