@@ -60,6 +60,20 @@ def test_torch_reader_reads_our_archive_from_a_file_object(written: Path) -> Non
     assert reader.get_record("pkg/notes.txt") == b"hello"
 
 
+def test_torch_reads_a_large_storage_whose_crc_torchpkg_filled_in_after_its_bytes(
+    tmp_path: Path,
+) -> None:
+    """From 1 MiB on, a record's CRC is computed beside its write and patched in after."""
+    large = torch.randn(1 << 20)  # 4 MiB
+    path = tmp_path / "large.pt"
+    with torchpkg.PackageExporter(path) as exporter:
+        exporter.save_pickle("pkg", "large.pkl", large)
+    assert torch.equal(PackageImporter(str(path)).load_pickle("pkg", "large.pkl"), large)
+    reader = torch._C.PyTorchFileReader(str(path))
+    (storage,) = [name for name in reader.get_all_records() if name.endswith(".storage")]
+    assert reader.get_record(storage) == large.numpy().tobytes()
+
+
 @pytest.fixture
 def exported(tmp_path: Path) -> Path:
     path = tmp_path / "exported.pt"
