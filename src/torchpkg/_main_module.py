@@ -24,12 +24,19 @@ from torchpkg._main_source import MainSources, Statement, is_lambda, names_used
 from torchpkg.environment import Importer
 from torchpkg.errors import ObjMismatchError, ObjNotFoundError, PackagingErrorReason, Problem
 
-__all__ = ["MAIN_MODULE", "MainModule", "MainRenamer", "names_main"]
+__all__ = ["MAIN_MODULE", "MainModule", "MainRenamer", "as_main", "names_main"]
 
 MAIN_MODULE = "__torchpkg_main__"
 
 _MAIN_BYTES = re.compile(rb"__main__")
 _LITERALS = (int, float, complex, str, bytes, bool, type(None), list, tuple, dict, set)
+
+
+def as_main(name: str) -> str:
+    """A demangled name as the exporting process knew it: the packaged module's were
+    ``__main__``'s (``__torchpkg_main__.MLP`` is ``__main__.MLP``)."""
+    first, dot, rest = name.partition(".")
+    return f"__main__{dot}{rest}" if first == MAIN_MODULE else name
 
 
 def names_main(data: memoryview) -> bool:

@@ -59,3 +59,42 @@ def test_the_roundtrip_checks_a_model_defined_in_a_script(main: Main) -> None:
     check = "from torchpkg.roundtrip import roundtrip\nprint(roundtrip(model, torch.ones(2, 4)))"
     result = main.run(MLP + check)
     assert result.startswith("RoundtripResult(model='__main__.MLP', verdict=<Verdict.PASSED")
+
+
+@pytest.mark.parametrize("isolation", ["process", "in-process"])
+def test_inputs_and_outputs_of_classes_defined_in_the_script_cross_to_the_clone_and_back(
+    main: Main, isolation: str
+) -> None:
+    result = main.run(
+        f"""
+        from dataclasses import dataclass
+
+        import torch
+        from torch import nn
+        from torchpkg.roundtrip import roundtrip
+
+
+        @dataclass
+        class Batch:  # only the inputs use it: the worker gets it from its source
+            x: torch.Tensor
+
+
+        @dataclass
+        class Prediction:
+            y: torch.Tensor
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+
+            def forward(self, batch):
+                return Prediction(self.fc(batch.x))
+
+
+        result = roundtrip(Net(), Batch(torch.ones(4, 3)), isolation={isolation!r})
+        print(result.verdict.name, result.diagnostics)
+        """
+    )
+    assert result == "PASSED ()"

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from torchpkg._main_module import as_main
 from torchpkg.mangling import demangle
 from torchpkg.roundtrip._diagnostics import Diagnostic, DiagnosticKind
 
@@ -77,9 +78,9 @@ class Difference:
 
 
 def type_name(obj: Any) -> str:
-    """``module.Qualname`` of ``obj``'s class, without any mangle parent."""
+    """``module.Qualname`` of ``obj``'s class, as the caller knows it (no mangle parent)."""
     cls = type(obj)
-    return demangle(f"{cls.__module__}.{cls.__qualname__}")
+    return as_main(demangle(f"{cls.__module__}.{cls.__qualname__}"))
 
 
 def compare_values(
@@ -128,7 +129,7 @@ def _qualified_name(obj: Any) -> str:
         return demangle(obj.__name__)
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?")
     module = getattr(obj, "__module__", None)
-    return demangle(f"{module}.{name}") if module else str(name)
+    return as_main(demangle(f"{module}.{name}")) if module else str(name)
 
 
 def _is_true(result: Any) -> bool:

@@ -39,10 +39,13 @@ from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import FunctionType
+from types import FunctionType, ModuleType
 from typing import IO, Any
 
 from torchpkg._importlib import cache_code, cached_code
+from torchpkg._main_module import MainModule, as_main, names_main
+from torchpkg._pickle_scan import scan_globals_fast
+from torchpkg.environment import sys_importer
 from torchpkg.mangling import demangle, is_mangled
 from torchpkg.roundtrip._clone import (
     CloneJob,
@@ -76,6 +79,9 @@ class _Request:
     cwd: str
     preload: tuple[str, ...]  # installed modules the server imports once for every child
     timeout: float
+    # What the job's inputs need from the caller's `__main__` (a script's or a notebook's
+    # classes), as source: the child's `__main__` is not the caller's.
+    main_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,14 +123,47 @@ def _import_attribute(module: str, qualname: str) -> Any:
 
 class _Demangling(pickle.Pickler):
     """Pickles the clone's outcome so that classes and functions of the package come back
-    as the caller's own (``pickle`` cannot even find them: mangled names have no parent)."""
+    as the caller's own (``pickle`` cannot even find them: mangled names have no parent),
+    those of the packaged ``__main__`` and of the child's copy of it as the caller's
+    ``__main__``'s."""
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, (type, FunctionType)):
             module = getattr(obj, "__module__", None)
-            if isinstance(module, str) and is_mangled(module):
-                return _import_attribute, (demangle(module), obj.__qualname__)
+            if isinstance(module, str) and (is_mangled(module) or module == "__main__"):
+                return _import_attribute, (as_main(demangle(module)), obj.__qualname__)
         return NotImplemented
+
+
+class _CallersMain(pickle.Unpickler):
+    """Opens a job whose inputs hold objects of the caller's ``__main__``: they are found
+    in a module made from their source (classes there still say ``__main__``)."""
+
+    def __init__(self, data: bytes, source: str) -> None:
+        super().__init__(io.BytesIO(data))
+        self._main = ModuleType("__main__")
+        exec(compile(source, "<the caller's __main__>", "exec"), vars(self._main))
+
+    def find_class(self, module_name: str, name: str) -> Any:
+        if module_name != "__main__":
+            return super().find_class(module_name, name)
+        value: Any = self._main
+        for part in name.split("."):
+            value = getattr(value, part)
+        return value
+
+
+def _main_source(job: bytes) -> str | None:
+    """What the pickled job names of the caller's ``__main__``, as the source of a module
+    (what cannot be had is left out: the child then says which name it lacks)."""
+    if not names_main(memoryview(job)):
+        return None
+    names = [name for module, name in scan_globals_fast(job) if module == "__main__"]
+    if not names:
+        return None
+    main = MainModule(sys_importer)
+    main.add(names)
+    return main.source()
 
 
 def _dumps_outcome(outcome: CloneOutcome) -> bytes:
@@ -236,9 +275,8 @@ def run_in_worker(
     """Run ``run_clone(job)`` in the worker process; the outcome's outputs come back with
     the caller's classes in place of the package's."""
     start = time.perf_counter()
-    request = _Request(
-        pickle.dumps(job, protocol=5), tuple(sys.path), os.getcwd(), preload, timeout
-    )
+    data = pickle.dumps(job, protocol=5)
+    request = _Request(data, tuple(sys.path), os.getcwd(), preload, timeout, _main_source(data))
     response = _client.request(request)
     if response.outcome is not None:
         try:
@@ -286,7 +324,11 @@ def _child(request: _Request, result: str) -> None:
     before = set(sys.modules)
     compiled_before = {key for key, _ in cached_code()}
     assert request.job is not None
-    job: CloneJob = pickle.loads(request.job)
+    job: CloneJob = (
+        pickle.loads(request.job)
+        if request.main_source is None
+        else _CallersMain(request.job, request.main_source).load()
+    )
     with ExitStack() as stack:
         outcome = run_clone(job, stack)
         try:
