@@ -15,12 +15,12 @@ import ast
 import heapq
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any
 
-from torchpkg._main_source import MainSources, Statement, is_lambda, names_used
+from torchpkg._main_source import MainSources, Statement, functions_of, is_lambda, names_used
 from torchpkg.environment import Importer
 from torchpkg.errors import ObjMismatchError, ObjNotFoundError, PackagingErrorReason, Problem
 
@@ -45,18 +45,30 @@ def names_main(data: memoryview) -> bool:
 
 
 class MainRenamer(Importer):
-    """``importer``, but objects of ``__main__`` are named as :data:`MAIN_MODULE`'s."""
+    """``importer``, but objects of ``__main__`` are named as :data:`MAIN_MODULE`'s, and
+    kept in ``found`` by qualified name.
+
+    They are not looked up in ``__main__``: a class of a script that ``runpy`` ran (a
+    test running an example) says ``__main__``, which is no longer that script.
+    """
 
     def __init__(self, importer: Importer) -> None:
         self._importer = importer
         self.modules = importer.modules
+        self.found: dict[str, Any] = {}
 
     def import_module(self, module_name: str) -> ModuleType:
         return self._importer.import_module(module_name)
 
     def get_name(self, obj: Any, name: str | None = None) -> tuple[str, str]:
-        module, name = self._importer.get_name(obj, name)
-        return (MAIN_MODULE if module == "__main__" else module), name
+        qualname = name or getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+        if getattr(obj, "__module__", None) != "__main__" or not isinstance(qualname, str):
+            return self._importer.get_name(obj, name)
+        if not all(part.isidentifier() for part in qualname.split(".")):
+            # A lambda or an object defined in a function: the importer's error says so.
+            return self._importer.get_name(obj, name)
+        self.found[qualname] = obj
+        return MAIN_MODULE, qualname
 
 
 @dataclass(frozen=True)
@@ -80,17 +92,25 @@ class MainModule:
         self._statements: dict[str, Statement] = {}
         self._seen: set[str] = set()
 
-    def add(self, qualnames: Iterable[str]) -> list[Problem]:
-        """Take in the objects of ``__main__`` a pickle names; what cannot be, as problems."""
-        main = sys.modules["__main__"]
-        walk = _Walk(vars(main), MainSources(main), [])
-        for qualname in qualnames:
+    def add(self, objects: Mapping[str, Any]) -> list[Problem]:
+        """Take in the objects of ``__main__`` a pickle names (by qualified name); what
+        cannot be, as problems."""
+        problems: list[Problem] = []
+        for qualname, obj in objects.items():
+            namespace = _namespace(obj)
             name = qualname.partition(".")[0]
-            if name not in walk.namespace:
-                walk.problems.append(_no_source(name, "__main__ has no such name any more"))
+            found = _lookup(namespace, qualname)
+            if found is not obj:
+                why = (
+                    f"{qualname} is now another object: it was defined again after this one"
+                    if found is not None
+                    else f"its globals have no {qualname}"
+                )
+                problems.append(_no_source(name, why))
                 continue
-            self._bind(name, walk.namespace[name], walk, user=None)
-        return walk.problems
+            walk = _Walk(namespace, MainSources(namespace), problems)
+            self._bind(name, namespace[name], walk, user=None)
+        return problems
 
     def source(self) -> str:
         ordered = _ordered(self._statements)
@@ -189,6 +209,21 @@ def _defined_in_main(value: Any) -> type | FunctionType | None:
         value = getattr(value, "__wrapped__", None)
         if value is None:
             return None
+    return value
+
+
+def _namespace(obj: Any) -> dict[str, Any]:
+    """The globals ``obj``'s code runs with: ``__main__``'s, or a script's that runpy ran."""
+    function = next(functions_of(_defined_in_main(obj)), None)
+    return function.__globals__ if function is not None else vars(sys.modules["__main__"])
+
+
+def _lookup(namespace: dict[str, Any], qualname: str) -> Any:
+    """What ``qualname`` names in ``namespace`` (None: nothing)."""
+    first, _, rest = qualname.partition(".")
+    value = namespace.get(first)
+    for part in rest.split(".") if rest else ():
+        value = getattr(value, part, None)
     return value
 
 

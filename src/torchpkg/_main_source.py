@@ -17,10 +17,10 @@ import sys
 import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import CodeType, FunctionType, ModuleType
+from types import CodeType, FunctionType
 from typing import Any
 
-__all__ = ["MainSources", "Statement", "is_lambda", "names_used"]
+__all__ = ["MainSources", "Statement", "functions_of", "is_lambda", "names_used"]
 
 _IPYTHON_CELL = re.compile(r"<ipython-input-(\d+)-|<IPython cell (\d+)>")
 _DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Assign)
@@ -39,11 +39,11 @@ class Statement:
 class MainSources:
     """Where the statements ``__main__`` ran can be read back."""
 
-    def __init__(self, main: ModuleType) -> None:
-        self._main = main
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self._namespace = namespace
         self._trees: dict[str, ast.Module | None] = {}
         self._ranks: dict[str, int] = {}
-        cells = vars(main).get("_ih")  # IPython's list of the cells it ran
+        cells = namespace.get("_ih")  # IPython's list of the cells it ran
         self._cells = [c for c in cells if isinstance(c, str)] if isinstance(cells, list) else []
 
     def find(self, name: str, value: type | FunctionType) -> Statement | str:
@@ -80,7 +80,7 @@ class MainSources:
         files = [code.co_filename for _, code in _live_code(value)]
         if isinstance(value, type):
             # A class without methods names no file: where __main__'s statements are.
-            main_file = getattr(self._main, "__file__", None)
+            main_file = self._namespace.get("__file__")
             if isinstance(main_file, str):
                 files.append(main_file)
             if _dash_c_source() is not None:
@@ -94,7 +94,7 @@ class MainSources:
             return self._cells[int(cell.group(2))]
         if filename == "<string>":
             return _dash_c_source()
-        return "".join(linecache.getlines(filename, vars(self._main))) or None
+        return "".join(linecache.getlines(filename, self._namespace)) or None
 
     def _tree(self, filename: str, text: str | None) -> ast.Module | None:
         if filename not in self._trees:
@@ -203,18 +203,22 @@ def _compiled(code: CodeType, prefix: str = "") -> Iterator[tuple[str, CodeType]
             yield from _compiled(const, path + ".")
 
 
-def _live_code(value: Any) -> Iterator[tuple[str, CodeType]]:
-    """The code of a function, or of a class's methods (its nested classes' too)."""
+def functions_of(value: Any) -> Iterator[FunctionType]:
+    """A function, or a class's methods (its nested classes' too), each as written: a
+    decorator's wrapper is followed to the function it wraps."""
     if isinstance(value, FunctionType):
-        yield value.__qualname__, _unwrapped(value).__code__
+        yield _unwrapped(value)
         return
     if not isinstance(value, type):
         return
     for member in vars(value).values():
         if isinstance(member, type) and member.__qualname__.startswith(value.__qualname__ + "."):
-            yield from _live_code(member)
-        for function in _functions(member):
-            yield function.__qualname__, _unwrapped(function).__code__
+            yield from functions_of(member)
+        yield from map(_unwrapped, _functions(member))
+
+
+def _live_code(value: Any) -> Iterator[tuple[str, CodeType]]:
+    return ((function.__qualname__, function.__code__) for function in functions_of(value))
 
 
 def _functions(member: Any) -> list[FunctionType]:

@@ -60,6 +60,9 @@ __all__ = ["EmptyMatchError", "PackageExporter", "PackagingError", "PackagingErr
 logger = logging.getLogger("torchpkg")
 
 
+# What a pickler raises for an object it cannot pickle.
+_PICKLING_ERRORS = (pickle.PicklingError, TypeError, AttributeError, ValueError)
+
 # As in torch.package, saving a ScriptModule is opt-in: set this to False to allow it
 # (or, for one exporter, PackageExporter(..., allow_script_modules=True)).
 _gate_torchscript_serialization = True
@@ -188,14 +191,22 @@ class PackageExporter:
         node = pickle_node(package, resource)
         try:
             pickler.dump(obj)
-        except (pickle.PicklingError, TypeError, AttributeError, ValueError) as exc:
-            self._raise_or_collect(pickling_problem(node, obj, exc), as_pickler_error(exc))
-            return
+        except _PICKLING_ERRORS as exc:
+            # A class of a script that runpy ran (a test running an example) says
+            # `__main__`, which is no longer that script: the pickler cannot find it there.
+            main = self._pickle_from_main(obj, pickle_protocol) if "__main__" in str(exc) else None
+            if main is None:
+                self._raise_or_collect(pickling_problem(node, obj, exc), as_pickler_error(exc))
+                return
+            buffer = main
         # Released on the way out: a frame kept by some caught error's traceback must
         # not keep the buffer exported (its BytesIO then cannot be freed).
         with buffer.getbuffer() as data:
-            scan = dependencies or may_name_mangled(data) or names_main(data)
-            found = scan_globals_fast(data) if scan else []
+            from_main = names_main(data)
+        if from_main:
+            buffer = self._pickle_from_main(obj, pickle_protocol) or buffer
+        with buffer.getbuffer() as data:
+            found = scan_globals_fast(data) if dependencies or may_name_mangled(data) else []
         if pickle_protocol < 3:
             found = [python3_name(module, name) for module, name in found]
         # The C pickler names a class loaded by one of our importers by its mangled
@@ -209,25 +220,27 @@ class PackageExporter:
                 pickle.PicklingError(f"Can't pickle {module}.{name}: {hint}"),
             )
             return
-        main = [name for module, name in found if module == "__main__"]
-        if main:
-            buffer = self._pickle_from_main(obj, pickle_protocol, main)
-            found = [(MAIN_MODULE if m == "__main__" else m, name) for m, name in found]
         if dependencies:
             self._resolver.record_pickle_globals(package, resource, found)
         with buffer.getbuffer() as data:
             self._writer.write_record(path, data)
 
-    def _pickle_from_main(self, obj: Any, protocol: int, names: list[str]) -> io.BytesIO:
-        """Package the objects of ``__main__`` the pickle names, and pickle ``obj`` again
-        naming the packaged module: a loading process has a ``__main__`` of its own.
-        What has no source is a problem for close(), as a dependency's would be."""
-        self._problems.extend(self._main.add(names))
-        self._resolver.provide(MAIN_MODULE, self._main.source(), False, True)
+    def _pickle_from_main(self, obj: Any, protocol: int) -> io.BytesIO | None:
+        """Pickle ``obj`` naming its objects of ``__main__`` as the packaged module's, and
+        package them: a loading process has a ``__main__`` of its own. None where this
+        pickles nothing of ``__main__`` or fails too. What has no source is a problem for
+        close(), as a dependency's would be."""
         buffer = io.BytesIO()
         renamer = MainRenamer(self.importer)
         reducers = self._reducers(protocol)
-        create_pickler(buffer, protocol, self._persistent_ids(), renamer, reducers).dump(obj)
+        try:
+            create_pickler(buffer, protocol, self._persistent_ids(), renamer, reducers).dump(obj)
+        except _PICKLING_ERRORS:
+            return None
+        if not renamer.found:
+            return None
+        self._problems.extend(self._main.add(renamer.found))
+        self._resolver.provide(MAIN_MODULE, self._main.source(), False, True)
         return buffer
 
     def _raise_or_collect(self, problem: Problem, error: BaseException) -> None:

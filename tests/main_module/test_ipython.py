@@ -50,3 +50,28 @@ def test_a_cell_run_again_with_other_code_packages_the_code_that_made_the_object
         how="ipython",
     )
     assert main.load(archive, "obj.run()") == "second"
+
+
+def test_an_object_whose_class_cell_ran_again_afterwards_is_an_error_naming_it(
+    main: Main,
+) -> None:
+    problems = main.problems(
+        """
+        class Model:
+            pass
+        # cell
+        model = Model()
+        # cell
+        class Model:
+            pass
+        """,
+        "model",
+        how="ipython",
+    )
+    assert problems == [
+        [
+            "MAIN_WITHOUT_SOURCE",
+            "__main__.Model",
+            "Model is now another object: it was defined again after this one",
+        ]
+    ]

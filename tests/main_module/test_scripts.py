@@ -298,3 +298,18 @@ def test_each_pickle_adds_what_it_needs_to_the_one_packaged_module(main: Main) -
     )
     assert main.load(archive, "type(obj).__name__", "first.pkl") == "First"
     assert main.load(archive, "type(obj).__name__", "second.pkl") == "Second"
+
+
+def test_a_class_of_a_script_that_runpy_ran_is_packaged_from_that_script(main: Main) -> None:
+    (main.directory / "example.py").write_text(
+        "class Model:\n    def run(self):\n        return 1\n"
+    )
+    archive = main.export(
+        """
+        import runpy
+
+        example = runpy.run_path("example.py", run_name="__main__")  # __main__ is ours again
+        """,
+        "example['Model']()",
+    )
+    assert main.load(archive, "obj.run()") == "1"

@@ -158,12 +158,16 @@ def _main_source(job: bytes) -> str | None:
     (what cannot be had is left out: the child then says which name it lacks)."""
     if not names_main(memoryview(job)):
         return None
-    names = [name for module, name in scan_globals_fast(job) if module == "__main__"]
+    main = vars(sys.modules["__main__"])
+    scanned = {
+        name.partition(".")[0] for module, name in scan_globals_fast(job) if module == "__main__"
+    }
+    names = [name for name in scanned if name in main]
     if not names:
         return None
-    main = MainModule(sys_importer)
-    main.add(names)
-    return main.source()
+    module = MainModule(sys_importer)
+    module.add({name: main[name] for name in names})
+    return module.source()
 
 
 def _dumps_outcome(outcome: CloneOutcome) -> bytes:
