@@ -2,9 +2,9 @@
 
 Parsing is most of a first export's time (an ``ast.parse`` of every interned
 module). What ``find_imports`` finds depends on the text alone, so it is kept
-under a digest of the source: in memory for this process, and on disk (one
-small JSON file per source) for the next one, so a CI run whose test processes
-export the same code parses each file once.
+on disk under a digest of the source (one small JSON file per source), and a CI
+run whose test processes export the same code parses each file once. Within a
+process, each module's resolved imports are also kept in memory.
 
 The disk cache is ``$TORCHPKG_CACHE_DIR/scan`` (default
 ``~/.cache/torchpkg/scan``); ``TORCHPKG_SCAN_CACHE=off`` keeps it in memory
@@ -113,7 +113,7 @@ class ScanCache:
                     os.unlink(partial)
                 raise
         except OSError:
-            self._disk = None  # full or read-only: stop trying, memory still works
+            self._disk = None  # full or read-only: stop using it, memory still works
 
 
 def _encode(key: bytes, found: tuple[FoundImport, ...]) -> bytes:
