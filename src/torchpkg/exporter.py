@@ -172,6 +172,9 @@ class PackageExporter:
     ) -> None:
         """Pickle ``obj`` to ``package/resource``; its classes' modules become dependencies.
 
+        Classes and functions of ``__main__`` (a script's, a notebook's) are packaged
+        from their source into the module ``__torchpkg_main__``, which the pickle names.
+
         What cannot be pickled raises here, the error torch.package raises
         (``pickle.PicklingError``, or the object's ``TypeError``), and nothing is
         written: the export can go on. ``collect_errors=True`` defers it to ``close()``.
