@@ -2,34 +2,46 @@
 
 Parsing is most of a first export's time (an ``ast.parse`` of every interned
 module). What ``find_imports`` finds depends on the text alone, so it is kept
-on disk under a digest of the source (one small JSON file per source), and a CI
-run whose test processes export the same code parses each file once. Within a
-process, each module's resolved imports are also kept in memory.
+on disk under a digest of the source, and a CI run whose test processes export
+the same code parses each file once. Within a process, each module's resolved
+imports are also kept in memory.
 
-The disk cache is ``$TORCHPKG_CACHE_DIR/scan`` (default
-``~/.cache/torchpkg/scan``); ``TORCHPKG_SCAN_CACHE=off`` keeps it in memory
-only. An entry is only ever read as a list of imports, and one that does not
-read back as exactly that (damaged, foreign, another format) is a miss: the
-source is parsed and the entry replaced. Entries are written to a temporary
-file and renamed, so concurrent processes see no entry or a whole one; a cache
-that cannot be read or written costs the parses it would have saved, nothing
-more.
+The entries live in one SQLite file, ``$TORCHPKG_CACHE_DIR/scan/.../imports.sqlite``
+(default ``~/.cache/torchpkg``), and the entries an export found are written in
+one transaction when its resolution ends: a file per entry made a first export
+pay a file creation per module, which cost as much as a sixth of its parsing on
+a busy disk. ``TORCHPKG_SCAN_CACHE=off`` keeps everything in memory.
+
+An entry is only ever read as a list of imports, and one that does not read
+back as exactly that (damaged, foreign, another format) is a miss: the source
+is parsed and the entry replaced; a file that is not a database is replaced by
+a new one. Transactions make concurrent writers safe (a reader sees an entry
+whole or not at all), and a cache that cannot be used (no folder, locked past
+its timeout, no sqlite3 module) costs the parses it would have saved, nothing
+more. A power cut may lose it (no fsync): it is a cache.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import stat
 import sys
-import tempfile
+import threading
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from torchpkg._materialize import cache_root
 from torchpkg._source_scan import Anchor, FoundImport, ImportRef, find_imports, resolve_imports
+
+try:
+    import sqlite3
+except ImportError:  # Pythons built without it: the cache stays in memory
+    _sqlite: ModuleType | None = None
+else:
+    _sqlite = sqlite3
 
 __all__ = ["SCAN_CACHE_ENV", "ScanCache", "scan_cache"]
 
@@ -39,6 +51,8 @@ _OFF = frozenset({"", "0", "off", "false", "no"})
 _FORMAT = 1
 # Another Python may parse the same text differently (or not at all).
 _FOLDER = f"v{_FORMAT}-{sys.implementation.name}-{sys.version_info[0]}{sys.version_info[1]}"
+_DATABASE = "imports.sqlite"
+_BUSY_TIMEOUT_S = 1.0  # how long to wait for another process's transaction (each takes ~1 ms)
 _MEMORY_SIZE = 8192
 _NAMED = "="  # prefix of an anchor the source names, so it never reads as an Anchor
 
@@ -49,8 +63,11 @@ class ScanCache:
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self._disk = directory  # None once the directory proved unusable
-        self._checked = False
+        self._lock = threading.Lock()  # exports on several threads share one cache
+        self._entries: _Entries | None = None
+        self._failed = directory is None or _sqlite is None
+        # Found since the last flush, to be written in one transaction.
+        self._pending: dict[bytes, tuple[FoundImport, ...]] = {}
         # A module read again is the same str (environment caches sources by file
         # stamp): its hash is kept, so a second export finds each module at once.
         self._memory: dict[tuple[str, str, bool], list[ImportRef]] = {}
@@ -70,50 +87,74 @@ class ScanCache:
     def found(self, source: str, filename: str) -> tuple[FoundImport, ...]:
         """``find_imports(source, filename)``, read back if some process parsed this text."""
         key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=20).digest()
-        found = self._load(key)
+        found = self._pending.get(key)
+        if found is None:
+            data = self._use(lambda entries: entries.get(key))
+            found = None if data is None else _decode(data, key)
         if found is None:
             found = find_imports(source, filename)
-            self._store(key, found)
+            if not self._failed:
+                self._pending[key] = found
         return found
 
-    def _folder(self) -> Path | None:
-        """The directory, made (private) on first use; None when that fails."""
-        if not self._checked and self._disk is not None:
-            self._checked = True
-            try:
-                self._disk.mkdir(mode=stat.S_IRWXU, parents=True, exist_ok=True)
-                # Private: whoever can write here decides what an export follows.
-                self._disk.chmod(stat.S_IRWXU)
-            except OSError:
-                self._disk = None
-        return self._disk
+    def flush(self) -> None:
+        """Write what was found since the last flush (the resolver calls it when done)."""
+        if self._pending:
+            rows = [(key, _encode(key, found)) for key, found in self._pending.items()]
+            self._pending.clear()
+            self._use(lambda entries: entries.put(rows))
 
-    def _load(self, key: bytes) -> tuple[FoundImport, ...] | None:
-        folder = self._folder()
-        if folder is None:
-            return None
-        try:
-            data = (folder / f"{key.hex()}.json").read_bytes()
-        except OSError:
-            return None
-        return _decode(data, key)
-
-    def _store(self, key: bytes, found: tuple[FoundImport, ...]) -> None:
-        folder = self._folder()
-        if folder is None:
-            return
-        try:
-            fd, partial = tempfile.mkstemp(prefix=".partial-", dir=folder)
+    def _use(self, operation: Any) -> Any:
+        """``operation(entries)``, or None once the disk cache proved unusable."""
+        with self._lock:
+            if self._failed or _sqlite is None or self.directory is None:
+                return None
             try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(_encode(key, found))
-                os.replace(partial, folder / f"{key.hex()}.json")
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(partial)
-                raise
-        except OSError:
-            self._disk = None  # full or read-only: stop using it, memory still works
+                if self._entries is None or self._entries.pid != os.getpid():
+                    # A connection must not cross a fork: the child opens its own.
+                    self._entries = _Entries(self.directory)
+                return operation(self._entries)
+            except (OSError, _sqlite.OperationalError):
+                self._failed = True  # no folder, locked, read-only, full: memory still works
+            except _sqlite.DatabaseError:  # damaged, or not a database: a new file next time
+                self._entries = None
+                (self.directory / _DATABASE).unlink(missing_ok=True)
+            return None
+
+
+class _Entries:
+    """The table of entries, in a private folder."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(mode=stat.S_IRWXU, parents=True, exist_ok=True)
+        # Private: whoever can write here decides what an export follows.
+        folder.chmod(stat.S_IRWXU)
+        self.pid = os.getpid()
+        self._connection = _connect(folder / _DATABASE)
+
+    def get(self, key: bytes) -> bytes | None:
+        row = self._connection.execute("SELECT entry FROM imports WHERE source = ?", (key,))
+        found = row.fetchone()
+        return found[0] if found is not None and isinstance(found[0], bytes) else None
+
+    def put(self, rows: list[tuple[bytes, bytes]]) -> None:
+        with self._connection:  # one transaction
+            self._connection.executemany("INSERT OR REPLACE INTO imports VALUES (?, ?)", rows)
+
+
+def _connect(path: Path) -> Any:
+    assert _sqlite is not None
+    connection = _sqlite.connect(path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        # A cache: no fsync (a power cut may lose it; a damaged file is replaced).
+        connection.execute("PRAGMA synchronous = OFF")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS imports (source BLOB PRIMARY KEY, entry BLOB NOT NULL)"
+        )
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _encode(key: bytes, found: tuple[FoundImport, ...]) -> bytes:

@@ -150,6 +150,7 @@ class Resolver:
         while queue:
             request = queue.popleft()
             queue.extend(self._resolve(request))
+        self._scans.flush()  # what this resolution parsed, for the next processes
 
     def _resolve(self, request: _Request) -> list[_Request]:
         name = request.module

@@ -6,8 +6,10 @@ What an export finds in a source is kept on disk under a digest of the text
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -134,6 +136,14 @@ def test_one_source_is_parsed_once_for_every_module_name_it_is_saved_under(
     assert parses == ["first.module"]
 
 
+def scanned(folder: Path, source: str, filename: str = "mod.py") -> tuple[FoundImport, ...]:
+    """What a new process would find for ``source``, with entries written as an export does."""
+    cache = ScanCache(folder)
+    found = cache.found(source, filename)
+    cache.flush()
+    return found
+
+
 def test_a_new_cache_on_the_same_folder_reads_back_exactly_what_the_scan_found(
     tmp_path: Path, parses: list[str]
 ) -> None:
@@ -152,36 +162,55 @@ def test_a_new_cache_on_the_same_folder_reads_back_exactly_what_the_scan_found(
         __import__("dyn", fromlist=["x"], level=1)
         """
     )
-    found = ScanCache(tmp_path).found(source, "pkg/mod.py")
+    found = scanned(tmp_path, source)
 
-    assert ScanCache(tmp_path).found(source, "pkg/mod.py") == found == find_imports(source)
-    assert parses == ["pkg/mod.py"]
+    assert scanned(tmp_path, source) == found == find_imports(source)
+    assert parses == ["mod.py"]
+
+
+def test_nothing_reaches_the_disk_before_the_resolution_ends(
+    tmp_path: Path, parses: list[str]
+) -> None:
+    """An export's new entries are one transaction, written when its resolution is done."""
+    ScanCache(tmp_path).found("import json\n", "mod.py")
+
+    scanned(tmp_path, "import json\n")
+
+    assert parses == ["mod.py", "mod.py"]
+
+
+def stored(folder: Path) -> dict[bytes, bytes]:
+    with contextlib.closing(sqlite3.connect(folder / "imports.sqlite")) as database:
+        return dict(database.execute("SELECT source, entry FROM imports"))
+
+
+def store(folder: Path, key: bytes, entry: bytes) -> None:
+    with contextlib.closing(sqlite3.connect(folder / "imports.sqlite")) as database, database:
+        database.execute("UPDATE imports SET entry = ? WHERE source = ?", (entry, key))
 
 
 def test_a_damaged_entry_is_ignored_and_replaced(tmp_path: Path, parses: list[str]) -> None:
-    source = "import json\n"
-    ScanCache(tmp_path).found(source, "mod.py")
-    (entry,) = tmp_path.iterdir()
-    entry.write_bytes(entry.read_bytes()[:-5])  # cut short, as by a crash
+    scanned(tmp_path, "import json\n")
+    ((key, entry),) = stored(tmp_path).items()
+    store(tmp_path, key, entry[:-5])  # cut short
 
-    found = ScanCache(tmp_path).found(source, "mod.py")
+    found = scanned(tmp_path, "import json\n")
 
     assert [ref.name for ref in found] == ["json"]
-    assert parses == ["mod.py", "mod.py"]
-    assert ScanCache(tmp_path).found(source, "mod.py") == found
+    assert stored(tmp_path) == {key: entry}
     assert len(parses) == 2
 
 
-def test_an_entry_of_another_source_under_this_ones_name_is_ignored(
+def test_an_entry_of_another_source_under_this_ones_digest_is_ignored(
     tmp_path: Path, parses: list[str]
 ) -> None:
-    ScanCache(tmp_path).found("import json\n", "json_user.py")
-    (json_entry,) = tmp_path.iterdir()
-    ScanCache(tmp_path).found("import os\n", "os_user.py")
-    (os_entry,) = set(tmp_path.iterdir()) - {json_entry}
-    os_entry.write_bytes(json_entry.read_bytes())
+    scanned(tmp_path, "import json\n", "json_user.py")
+    ((json_key, json_entry),) = stored(tmp_path).items()
+    scanned(tmp_path, "import os\n", "os_user.py")
+    (os_key,) = set(stored(tmp_path)) - {json_key}
+    store(tmp_path, os_key, json_entry)
 
-    found = ScanCache(tmp_path).found("import os\n", "os_user.py")
+    found = scanned(tmp_path, "import os\n", "os_user.py")
 
     assert [ref.name for ref in found] == ["os"]
     assert parses == ["json_user.py", "os_user.py", "os_user.py"]
@@ -208,14 +237,25 @@ def row(text: str) -> bytes:
 def test_an_entry_that_is_not_exactly_a_scan_result_is_a_miss(
     tmp_path: Path, parses: list[str], entry: bytes
 ) -> None:
-    ScanCache(tmp_path).found("import json\n", "mod.py")
-    (path,) = tmp_path.iterdir()
-    path.write_bytes(entry.replace(b"SOURCE", path.stem.encode()))
+    scanned(tmp_path, "import json\n")
+    (key,) = stored(tmp_path)
+    store(tmp_path, key, entry.replace(b"SOURCE", key.hex().encode()))
 
-    found = ScanCache(tmp_path).found("import json\n", "mod.py")
+    found = scanned(tmp_path, "import json\n")
 
     assert [ref.name for ref in found] == ["json"]
     assert len(parses) == 2
+
+
+def test_a_cache_file_that_is_not_a_database_is_replaced_by_a_new_one(
+    tmp_path: Path, parses: list[str]
+) -> None:
+    (tmp_path / "imports.sqlite").write_bytes(b"not a database, whatever it was" * 100)
+
+    assert [ref.name for ref in scanned(tmp_path, "import json\n")] == ["json"]
+    assert [ref.name for ref in scanned(tmp_path, "import json\n")] == ["json"]
+    assert len(parses) == 1  # the second scan read the new file
+    assert len(stored(tmp_path)) == 1
 
 
 def test_an_unusable_cache_folder_leaves_exports_working(
@@ -229,18 +269,19 @@ def test_an_unusable_cache_folder_leaves_exports_working(
     assert export(top, tmp_path / "model.pt") == [f"{top}.helpers", f"{top}.model"]
 
 
-def test_a_failed_write_leaves_no_entry_and_no_temporary_file(
+def test_a_database_locked_by_another_process_past_the_timeout_costs_only_parses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full_disk(source: object, target: object) -> None:
-        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(_scan_cache, "_BUSY_TIMEOUT_S", 0.01)
+    scanned(tmp_path, "import os\n")
+    with contextlib.closing(sqlite3.connect(tmp_path / "imports.sqlite")) as other:
+        other.execute("BEGIN EXCLUSIVE")
 
-    monkeypatch.setattr(_scan_cache.os, "replace", full_disk)
+        found = scanned(tmp_path, "import json\n")
 
-    found = ScanCache(tmp_path).found("import json\n", "mod.py")
-
+        other.rollback()
     assert [ref.name for ref in found] == ["json"]
-    assert list(tmp_path.iterdir()) == []
+    assert len(stored(tmp_path)) == 1
 
 
 @pytest.mark.parametrize("value", ["off", "0", ""])
@@ -264,14 +305,14 @@ def test_entries_are_kept_in_a_folder_only_its_owner_can_read(
     top = source_tree({"__init__.py": "", "model.py": MODEL, "helpers.py": HELPERS})
     export(top, tmp_path / "model.pt")
 
-    folders = {entry.parent for entry in entries(cache_dir)}
-    assert [folder.stat().st_mode & 0o777 for folder in folders] == [0o700]
+    (database,) = cache_dir.glob("scan/*/imports.sqlite")
+    assert database.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_processes_writing_the_same_entries_at_once_leave_only_whole_ones(
     tmp_path: Path, parses: list[str]
 ) -> None:
-    """Every process misses on every source and writes it: the renames race, nothing tears."""
+    """Every process misses on every source and writes it: transactions keep it whole."""
     script = textwrap.dedent(
         """
         import sys, time
@@ -284,6 +325,8 @@ def test_processes_writing_the_same_entries_at_once_leave_only_whole_ones(
             cache = ScanCache(Path(sys.argv[1]))
             for i in range(40):
                 cache.found(f"import mod_{i}\\n" + "x = 1\\n" * 2000, f"m{i}.py")
+                if i % 10 == 9:
+                    cache.flush()
         """
     )
     start = str(time.time() + 1.0)  # after every writer has started
@@ -292,9 +335,7 @@ def test_processes_writing_the_same_entries_at_once_leave_only_whole_ones(
     ]
     assert [writer.wait() for writer in writers] == [0, 0, 0, 0]
 
-    names = sorted(path.name for path in tmp_path.iterdir())
-    assert len(names) == 40
-    assert not [name for name in names if name.startswith(".")]
+    assert len(stored(tmp_path)) == 40
     cache = ScanCache(tmp_path)
     for i in range(40):
         found = cache.found(f"import mod_{i}\n" + "x = 1\n" * 2000, f"m{i}.py")
