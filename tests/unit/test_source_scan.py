@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import sys
 import textwrap
 
@@ -587,3 +589,24 @@ def test_unreadable_bytes_raise_syntax_error_naming_the_file(source: bytes) -> N
         scan_imports(source, "m", False, filename="bad.py")
 
     assert info.value.filename == "bad.py"
+
+
+# -- the interpreter's state -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["import a\n", "import (\n"], ids=["parses", "syntax-error"])
+def test_a_scan_leaves_garbage_collection_on_when_it_was_on(source: str) -> None:
+    """Collection is off while a tree is built (a tree holds no cycles), and only then."""
+    assert gc.isenabled()
+    with contextlib.suppress(SyntaxError):
+        scan(source)
+    assert gc.isenabled()
+
+
+def test_a_scan_leaves_garbage_collection_off_when_it_was_off() -> None:
+    gc.disable()
+    try:
+        scan("import a\n")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
