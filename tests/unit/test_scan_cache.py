@@ -284,6 +284,40 @@ def test_a_database_locked_by_another_process_past_the_timeout_costs_only_parses
     assert len(stored(tmp_path)) == 1
 
 
+def test_a_python_without_sqlite3_keeps_the_cache_in_memory(
+    source_tree: SourceTree, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_scan_cache, "_sqlite", None)
+    top = source_tree({"__init__.py": "", "model.py": MODEL, "helpers.py": HELPERS})
+
+    assert export(top, tmp_path / "model.pt") == [f"{top}.helpers", f"{top}.model"]
+    assert not cache_dir.exists()
+
+
+def test_a_process_forked_after_using_the_cache_opens_its_own_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite connections must not cross a fork: the child's pid tells it to reconnect."""
+    connects: list[Path] = []
+    connect = _scan_cache._connect
+
+    def counting(path: Path) -> object:
+        connects.append(path)
+        return connect(path)
+
+    monkeypatch.setattr(_scan_cache, "_connect", counting)
+    cache = ScanCache(tmp_path)
+    cache.found("import json\n", "parent.py")
+    cache.flush()
+    monkeypatch.setattr(_scan_cache.os, "getpid", lambda: -1)  # now the forked child
+
+    cache.found("import os\n", "child.py")
+    cache.flush()
+
+    assert len(connects) == 2
+    assert len(stored(tmp_path)) == 2
+
+
 @pytest.mark.parametrize("value", ["off", "0", ""])
 def test_the_scan_cache_variable_set_to_off_keeps_everything_in_memory(
     source_tree: SourceTree,
