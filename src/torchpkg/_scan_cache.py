@@ -29,6 +29,7 @@ import os
 import stat
 import sys
 import threading
+import weakref
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -111,15 +112,26 @@ class ScanCache:
                 return None
             try:
                 if self._entries is None or self._entries.pid != os.getpid():
-                    # A connection must not cross a fork: the child opens its own.
+                    # A connection must not be used across a fork: the child opens its own.
+                    self._close()
                     self._entries = _Entries(self.directory)
                 return operation(self._entries)
             except (OSError, _sqlite.OperationalError):
                 self._failed = True  # no folder, locked, read-only, full: memory still works
             except _sqlite.DatabaseError:  # damaged, or not a database: a new file next time
-                self._entries = None
+                self._close()
                 (self.directory / _DATABASE).unlink(missing_ok=True)
             return None
+
+    def close(self) -> None:
+        """Close the connection to the disk cache, if open (the next use opens one)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._entries is not None:
+            self._entries.close()
+            self._entries = None
 
 
 class _Entries:
@@ -131,6 +143,8 @@ class _Entries:
         folder.chmod(stat.S_IRWXU)
         self.pid = os.getpid()
         self._connection = _connect(folder / _DATABASE)
+        # Closed when dropped or at exit, never left to the collector (a ResourceWarning).
+        self.close = weakref.finalize(self, self._connection.close)
 
     def get(self, key: bytes) -> bytes | None:
         row = self._connection.execute("SELECT entry FROM imports WHERE source = ?", (key,))
@@ -239,5 +253,7 @@ def scan_cache() -> ScanCache:
     off = os.environ.get(SCAN_CACHE_ENV, "on").strip().lower() in _OFF
     directory = None if off else cache_root() / "scan" / _FOLDER
     if _current is None or _current.directory != directory:
+        if _current is not None:
+            _current.close()
         _current = ScanCache(directory)
     return _current
