@@ -55,14 +55,16 @@ def _top_level_distributions() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
-@functools.lru_cache(maxsize=4096)
 def distribution_for_module(module: str) -> str | None:
-    """The installed distribution that provides ``module`` (by its top-level package).
+    """The installed distribution that provides ``module`` (by its top-level package)."""
+    return _distribution_for_top(module.partition(".")[0])
 
-    Most distributions are named like their package, which costs one metadata
-    lookup; the full top-level table is built only for the others.
-    """
-    top = module.partition(".")[0]
+
+@functools.lru_cache(maxsize=1024)
+def _distribution_for_top(top: str) -> str | None:
+    """Most distributions are named like their package, which costs one metadata
+    lookup (once per package, not per module); the full top-level table is built
+    only for the others."""
     if top in sys.stdlib_module_names or top == "builtins":
         return None
     try:
