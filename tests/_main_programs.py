@@ -4,6 +4,7 @@ cells) that export what they define, and loading their archives elsewhere."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -85,7 +86,11 @@ class Main:
         if how == "ipython":
             cells = program.split("\n# cell\n")
             argv = f"import sys; sys.argv[1:] = {list(args)!r}"
-            return _python(["-c", _IPYTHON, *args, json.dumps([argv, *cells])], self.directory)
+            # A profile of its own: IPython's history database is one SQLite file, which
+            # shells of parallel tests would lock each other out of.
+            env = {"IPYTHONDIR": str(self.directory / ".ipython")}
+            cells_json = json.dumps([argv, *cells])
+            return _python(["-c", _IPYTHON, *args, cells_json], self.directory, env)
         script = self.directory / "script.py"
         script.write_text(program)
         try:
@@ -94,9 +99,14 @@ class Main:
             script.unlink()
 
 
-def _python(args: list[str], cwd: Path) -> str:
+def _python(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
