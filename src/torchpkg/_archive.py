@@ -52,8 +52,6 @@ _RECOPY = "Re-export the package, or copy it again if it was truncated in transf
 _DERIVED = (SERIALIZATION_ID, MANIFEST_RECORD)
 # From this size on a record's CRC and digest are computed on threads while it is written.
 _ASIDE = 1 << 20
-# Below this size a record is written in one call with its header.
-_JOINED = 64 << 10
 # Where a local header holds the CRC-32 (after signature, versions, flags, method, time, date).
 _CRC_AT = 14
 
@@ -185,12 +183,8 @@ class ArchiveWriter:
         extra += struct.pack("<2sH", b"FB", pad) + b"Z" * pad
         if size < _ASIDE:
             crc = zlib.crc32(view)
-            header = self._local_header(path, extra, crc, size)
-            if size < _JOINED:  # one write call: copying a small record costs less
-                self._write(header + view)
-            else:
-                self._write(header)
-                self._write(view)
+            self._write(self._local_header(path, extra, crc, size))
+            self._write(view)
             self._written[name] = _Written(path, crc, size, offset, self._hexdigest(view))
             return
         sums = _Sums(view, WRITTEN)

@@ -27,6 +27,9 @@ from typing import IO, BinaryIO, cast
 __all__ = ["StagedTarget", "stale_temp_files"]
 
 _SPOOL_BYTES = 64 << 20
+# Thousands of small records go out in a few large writes, not a system call each;
+# a write larger than this bypasses the buffer (large storages are never copied).
+_BUFFER = 1 << 20
 
 
 class StagedTarget:
@@ -132,7 +135,7 @@ def _create_temp(target: Path) -> tuple[Path, IO[bytes]]:
             fd = os.open(path, flags, 0o666)  # less the umask, as open() would
         except FileExistsError:
             continue
-        file = os.fdopen(fd, "w+b")
+        file = os.fdopen(fd, "w+b", buffering=_BUFFER)
         _lock(file)
         return path, file
 
