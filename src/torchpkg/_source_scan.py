@@ -17,13 +17,13 @@ relative); ``resolve_imports`` makes them absolute for the importing module.
 from __future__ import annotations
 
 import ast
-import contextlib
 import enum
-import gc
 import importlib.util
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from torchpkg._gc import paused_collection
 
 __all__ = [
     "Anchor",
@@ -145,7 +145,7 @@ def _parse(source: str | bytes, filename: str) -> ast.Module:
     """``ast.parse``, with every kind of unreadable source reported as a ``SyntaxError``."""
     try:
         text = importlib.util.decode_source(source) if isinstance(source, bytes) else source
-        with _no_collection():
+        with paused_collection():  # a syntax tree holds no cycles
             return ast.parse(text, filename=filename)
     except SyntaxError as exc:
         # A bad coding cookie, or NUL bytes, give errors that do not name the file.
@@ -155,20 +155,6 @@ def _parse(source: str | bytes, filename: str) -> ast.Module:
     except ValueError as exc:
         # Bytes invalid in the declared encoding; NUL bytes on older Pythons.
         raise SyntaxError(str(exc), (filename, None, None, None)) from exc
-
-
-@contextlib.contextmanager
-def _no_collection() -> Iterator[None]:
-    """No garbage collection while a tree is built: a syntax tree holds no cycles
-    (reference counting frees it), so collecting only walks it again and again,
-    a tenth of the parse. Collection is back on after, if it was on before."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Scanner(ast.NodeVisitor):

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from torchpkg import _exported, _tensors, _torchscript
 from torchpkg._archive import ArchiveWriter
+from torchpkg._gc import paused_collection
 from torchpkg._graph import DependencyGraph
 from torchpkg._hooks import ActionHook, RemovableHandle
 from torchpkg._main_module import MAIN_MODULE, MainModule, MainRenamer, names_main
@@ -193,7 +194,13 @@ class PackageExporter:
         )
         node = pickle_node(package, resource)
         try:
-            pickler.dump(obj)
+            # The memo keeps every object pickled alive anyway; cleared before collection
+            # resumes, the temporaries the reductions made are freed, not walked.
+            with paused_collection():
+                try:
+                    pickler.dump(obj)
+                finally:
+                    pickler.clear_memo()
         except _PICKLING_ERRORS as exc:
             # A class of a script that runpy ran (a test running an example) says
             # `__main__`, which is no longer that script: the pickler cannot find it there.
@@ -208,7 +215,7 @@ class PackageExporter:
             from_main = names_main(data)
         if from_main:
             buffer = self._pickle_from_main(obj, pickle_protocol) or buffer
-        with buffer.getbuffer() as data:
+        with buffer.getbuffer() as data, paused_collection():
             found = scan_globals_fast(data) if dependencies or may_name_mangled(data) else []
         if pickle_protocol < 3:
             found = [python3_name(module, name) for module, name in found]

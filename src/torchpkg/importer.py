@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 from torchpkg import _package_imports, _tensors, _torchscript
 from torchpkg._archive_reader import ArchiveReader, DirectoryArchiveReader, open_archive
+from torchpkg._gc import paused_collection
 from torchpkg._importlib import (
     PackageLoader,
     calc_package,
@@ -246,7 +247,9 @@ class PackageImporter(Importer):
         unpickler = PackageUnpickler(io.BytesIO(data), self, persistent_load, guard)
         self.last_map_location = map_location
         try:
-            with self._transaction():
+            # Thousands of objects rebuilt stay alive: collecting on the way walks them
+            # again and again (a tenth of loading a model of 5,000 tensors).
+            with self._transaction(), paused_collection():
                 result = unpickler.load()
         finally:
             self.last_map_location = None
