@@ -9,8 +9,10 @@ from __future__ import annotations
 import itertools
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from torchpkg._archive import _LOCAL
 from torchpkg.errors import ArchiveFormatError
@@ -19,6 +21,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DISTRUST",
     "ArchiveLimits",
+    "RecordInfo",
     "UnsafeArchiveError",
     "check_inflation",
     "check_overlaps",
@@ -55,7 +58,28 @@ class ArchiveLimits:
 DEFAULT_LIMITS = ArchiveLimits()
 
 
-def check_overlaps(archive: str, infos: list[zipfile.ZipInfo]) -> None:
+class RecordInfo(Protocol):
+    """What a zip's central directory says of a record: ``zipfile.ZipInfo``'s names."""
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def orig_filename(self) -> str: ...
+    @property
+    def header_offset(self) -> int: ...
+    @property
+    def compress_size(self) -> int: ...
+    @property
+    def file_size(self) -> int: ...
+    @property
+    def compress_type(self) -> int: ...
+    @property
+    def flag_bits(self) -> int: ...
+    @property
+    def CRC(self) -> int: ...
+
+
+def check_overlaps(archive: str, infos: Sequence[RecordInfo]) -> None:
     """Records share no bytes: a bomb that points many records at one compressed
     stream (a few KB that inflate to terabytes) has to overlap them."""
     ordered = sorted(infos, key=lambda info: info.header_offset)
@@ -70,7 +94,7 @@ def check_overlaps(archive: str, infos: list[zipfile.ZipInfo]) -> None:
             )
 
 
-def check_inflation(archive: str, infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
+def check_inflation(archive: str, infos: Sequence[RecordInfo], limits: ArchiveLimits) -> None:
     total = 0
     for info in infos:
         if info.compress_type == zipfile.ZIP_STORED:

@@ -18,7 +18,7 @@ import stat
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,11 +36,13 @@ from torchpkg._archive_checks import (
     DEFAULT_LIMITS,
     DISTRUST,
     ArchiveLimits,
+    RecordInfo,
     UnsafeArchiveError,
     check_inflation,
     check_overlaps,
     refuse_links,
 )
+from torchpkg._zip_directory import read_directory
 from torchpkg.errors import ArchiveFormatError, RecordNotFoundError
 
 __all__ = [
@@ -139,7 +141,7 @@ _READABLE_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 @dataclass
 class _Entry:
-    info: zipfile.ZipInfo
+    info: RecordInfo
     # Where a stored record's data starts (None: compressed); read from its local
     # header on first use, not at open: thousands of records, one seek each.
     offset: int | None = None
@@ -178,9 +180,15 @@ class ZipArchiveReader(ArchiveReader):
         else:
             self.name, self._file, self._owns_file = "<binary>", source, False
         try:
-            self._zip = self._open_zip()
+            try:
+                directory = read_directory(self._file)
+            except (OSError, ValueError):  # not seekable: zipfile says what is wrong
+                directory = None
+            # zipfile reads anything but the plain zips packagers write, and inflates.
+            self._zip: zipfile.ZipFile | None = None if directory else self._open_zip()
             self._mappable = mmap and _is_regular_file(self._file)
-            self._entries = self._index()
+            infos = directory if directory is not None else self._zipfile().infolist()
+            self._entries = self._index(infos)
             self._version = self._read_version(required=True)
         except BaseException:
             self._release()
@@ -196,11 +204,18 @@ class ZipArchiveReader(ArchiveReader):
         return self._entry(name).info.file_size
 
     def read(self, name: str) -> bytes:
-        info = self._entry(name).info
-        try:
-            return self._zip.read(info)  # checks the CRC and decompresses
-        except _ZIP_ERRORS as exc:
-            raise self._damaged(f"has a damaged record {name!r} ({exc})") from exc
+        entry = self._located(name)
+        info = entry.info
+        if entry.offset is None:  # compressed: zipfile inflates it and checks the CRC
+            try:
+                return self._zipfile().read(info.orig_filename)
+            except _ZIP_ERRORS as exc:
+                raise self._damaged(f"has a damaged record {name!r} ({exc})") from exc
+        self._file.seek(entry.offset)
+        data = self._file.read(info.file_size)
+        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+            raise self._damaged(f"has a damaged record {name!r} (Bad CRC-32 for {info.filename!r})")
+        return data
 
     def read_view(self, name: str) -> memoryview:
         return self.views().view(name)
@@ -243,7 +258,8 @@ class ZipArchiveReader(ArchiveReader):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._zip.close()
+            if self._zip is not None:
+                self._zip.close()
             self._release()
 
     def _entry(self, name: str) -> _Entry:
@@ -256,6 +272,11 @@ class ZipArchiveReader(ArchiveReader):
 
     def _damaged(self, found: str) -> ArchiveFormatError:
         return ArchiveFormatError(f"{self.name} {found}. {_RECOPY}")
+
+    def _zipfile(self) -> zipfile.ZipFile:
+        if self._zip is None:
+            self._zip = self._open_zip()
+        return self._zip
 
     def _open_zip(self) -> zipfile.ZipFile:
         try:
@@ -281,9 +302,9 @@ class ZipArchiveReader(ArchiveReader):
             return "is truncated: it starts as a zip but its end-of-central-directory is missing"
         return f"has a corrupt zip directory ({exc})"
 
-    def _index(self) -> dict[str, _Entry]:
+    def _index(self, directory: Sequence[RecordInfo]) -> dict[str, _Entry]:
         # Not is_dir(): it fails on an empty name, which the name checks below refuse.
-        infos = [info for info in self._zip.infolist() if not info.filename.endswith("/")]
+        infos = [info for info in directory if not info.filename.endswith("/")]
         names = {info.filename for info in infos}
         prefix = ""
         tops = {name.partition("/")[0] for name in names}
