@@ -167,7 +167,7 @@ class ZipArchiveReader(ArchiveReader):
         self._closed = False
         self._limits = limits
         self._mappable = False
-        self._headers: _mmap.mmap | None = None
+        self._fd: int | None = None  # a real file's descriptor, for pread
         if isinstance(source, (str, os.PathLike)):
             self.name, self._owns_file = os.fspath(source), True
             try:
@@ -186,7 +186,9 @@ class ZipArchiveReader(ArchiveReader):
                 directory = None
             # zipfile reads anything but the plain zips packagers write, and inflates.
             self._zip: zipfile.ZipFile | None = None if directory else self._open_zip()
-            self._mappable = mmap and _is_regular_file(self._file)
+            if _is_regular_file(self._file):
+                self._fd = self._file.fileno()
+            self._mappable = mmap and self._fd is not None
             infos = directory if directory is not None else self._zipfile().infolist()
             self._entries = self._index(infos)
             self._version = self._read_version(required=True)
@@ -373,20 +375,16 @@ class ZipArchiveReader(ArchiveReader):
     def _local_header(self, offset: int) -> bytes:
         """The fixed part of the local header at ``offset`` (shorter at the file's end).
 
-        A mappable file's headers are read from one map of it: thousands of small
-        records would otherwise cost a seek and a read each.
+        A real file's are read with one ``pread`` each: thousands of small records
+        would otherwise cost a seek and a buffered read each.
         """
-        if self._mappable:
-            if self._headers is None:
-                self._headers = _mmap.mmap(self._file.fileno(), 0, access=_mmap.ACCESS_READ)
-            return self._headers[offset : offset + _LOCAL.size]
+        if self._fd is not None:
+            return os.pread(self._fd, _LOCAL.size, offset)
         self._file.seek(offset)
         return self._file.read(_LOCAL.size)
 
     def _release(self) -> None:
         # Maps handed out by views() keep their own reference to the file.
-        if self._headers is not None:
-            self._headers.close()
         if self._owns_file:
             self._file.close()
 
