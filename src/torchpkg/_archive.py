@@ -80,6 +80,8 @@ def _patchable(fileobj: BinaryIO) -> int | None:
     Linux's pwrite would append); None for pipes, sockets and in-memory files."""
     if not isinstance(fileobj, (io.BufferedRandom, io.BufferedWriter, io.FileIO)):
         return None
+    if not hasattr(os, "pwrite"):  # Windows
+        return None
     try:
         if "a" in fileobj.mode or not fileobj.seekable():
             return None

@@ -186,9 +186,9 @@ class ZipArchiveReader(ArchiveReader):
                 directory = None
             # zipfile reads anything but the plain zips packagers write, and inflates.
             self._zip: zipfile.ZipFile | None = None if directory else self._open_zip()
-            if _is_regular_file(self._file):
+            if _is_regular_file(self._file) and hasattr(os, "pread"):  # not on Windows
                 self._fd = self._file.fileno()
-            self._mappable = mmap and self._fd is not None
+            self._mappable = mmap and _is_regular_file(self._file)
             infos = directory if directory is not None else self._zipfile().infolist()
             self._entries = self._index(infos)
             self._version = self._read_version(required=True)
