@@ -204,7 +204,7 @@ def _compiled(code: CodeType, prefix: str = "") -> Iterator[tuple[str, CodeType]
 
 
 def functions_of(value: Any) -> Iterator[FunctionType]:
-    """A function, or a class's methods (its nested classes' too), each as written: a
+    """A function, or the methods written in a class (its nested classes' too): a
     decorator's wrapper is followed to the function it wraps."""
     if isinstance(value, FunctionType):
         yield _unwrapped(value)
@@ -214,7 +214,11 @@ def functions_of(value: Any) -> Iterator[FunctionType]:
     for member in vars(value).values():
         if isinstance(member, type) and member.__qualname__.startswith(value.__qualname__ + "."):
             yield from functions_of(member)
-        yield from map(_unwrapped, _functions(member))
+        # Not what another module's code put on the class (3.13's dataclasses add their
+        # own __replace__): that was not written here and runs with its own globals.
+        for function in map(_unwrapped, _functions(member)):
+            if function.__module__ == value.__module__:
+                yield function
 
 
 def _live_code(value: Any) -> Iterator[tuple[str, CodeType]]:

@@ -261,6 +261,26 @@ def test_a_script_edited_after_it_ran_is_an_error_not_other_code(main: Main) -> 
     ]
 
 
+def test_a_function_another_module_put_on_a_class_is_not_taken_for_its_code(
+    main: Main,
+) -> None:
+    """As Python 3.13's dataclasses put their own __replace__ on every dataclass."""
+    archive = main.export(
+        """
+        import copy
+
+
+        class Settings:
+            size = 3
+
+
+        Settings.clone = copy.copy
+        """,
+        "Settings()",
+    )
+    assert main.load(archive, "obj.size") == "3"
+
+
 def test_module_dunders_are_the_packaged_modules_own(main: Main) -> None:
     archive = main.export(
         """
